@@ -1,0 +1,244 @@
+"""The command line: parse arguments, call one library function, print the result.
+
+Errors meant for people (MailbotError) become one line on stderr and exit 1;
+nothing else is caught here, so a real bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import sys
+from pathlib import Path
+
+from . import __version__, store
+from .config import Config, default_config_path, load_config
+from .errors import ConfigError, MailbotError, ReportError
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _config(args) -> Config:
+    return load_config(args.config)
+
+
+def _now(args, cfg: Config | None = None) -> dt.datetime:
+    if getattr(args, "now", None):
+        try:
+            t = dt.datetime.fromisoformat(args.now)
+        except ValueError:
+            raise MailbotError(f"--now 的时间格式不正确：「{args.now}」，应为 ISO-8601，例如 2023-08-08T09:30+08:00") from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=cfg.tz if cfg else dt.timezone.utc)
+        return t
+    return store.now_utc()
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise MailbotError(f"找不到文件：{path}") from None
+    except IsADirectoryError:
+        raise MailbotError(f"{path} 是目录，不是文件") from None
+    except OSError as err:
+        raise MailbotError(f"无法读取文件 {path}：{err.strerror}") from None
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+def cmd_parse(args) -> int:
+    from .ledger import load_ledger
+    from .reports import parse_document
+
+    data = _read_file(args.file)
+    path = Path(args.config) if args.config else default_config_path()
+    if args.config or path.exists():
+        cfg = load_config(path)
+        ledger, roster, timeout = cfg.ledger, cfg.roster, cfg.bot["conversion_timeout_seconds"]
+    else:
+        ledger, roster, timeout = load_ledger(), None, 120
+    report = parse_document(data, ledger, roster, conversion_timeout=timeout)
+    if args.json:
+        _print_json(report.as_dict())
+        return 0
+    print(f"填报单位：{report.unit or '（未填写）'}    联系人：{report.contact or '（未填写）'}    联系电话：{report.phone or '（未填写）'}")
+    for e in report.entries:
+        text = e.progress.replace("\n", " / ") or "（空）"
+        print(f"  任务{e.task:>2}：{text[:70]}")
+    filled = len(report.filled)
+    print(f"共 {len(report.entries)} 项任务，已填写 {filled} 项")
+    for w in report.warnings:
+        print(f"  注意：{w}")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from .intake import ingest
+
+    cfg = _config(args)
+    raw = _read_file(args.file)
+    db = store.open_db(cfg.db_path)
+    result = ingest(cfg, db, raw, received_at=_now(args, cfg) if args.now else None)
+    if args.json:
+        _print_json(result.as_dict())
+        return 0
+    labels = {"accepted": "已登记", "duplicate": "重复邮件", "quarantined": "已隔离", "rejected": "已退回", "ignored": "已忽略"}
+    line = f"{labels[result.status]}（{result.status}）"
+    if result.unit:
+        line += f"  单位：{result.unit}"
+    if result.round:
+        line += f"  节点：{result.round}"
+    print(line)
+    if result.tasks:
+        print(f"  登记任务：{'、'.join(map(str, result.tasks))}")
+    if result.missing:
+        print(f"  尚缺任务：{'、'.join(map(str, result.missing))}")
+    if result.reason:
+        print(f"  原因：{result.reason}")
+    for w in result.warnings:
+        print(f"  注意：{w}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    round_order = {r.name: i for i, r in enumerate(cfg.rounds)}
+    unit_order = {u.name: i for i, u in enumerate(cfg.roster)}
+    rows = sorted(
+        store.export_rows(db),
+        key=lambda r: (round_order.get(r["round"], 99), unit_order.get(r["unit"], 10**6), r["unit"], r["task"]),
+    )
+    if args.format == "json":
+        text = json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
+    else:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["round", "unit", "task", "progress", "received_at", "message_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buf.getvalue()
+    if args.output:
+        # utf-8-sig so that Excel on Chinese Windows opens the CSV with the right encoding
+        Path(args.output).write_text(text, encoding="utf-8-sig" if args.format == "csv" else "utf-8")
+        print(f"已导出 {len(rows)} 条记录到 {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_status(args) -> int:
+    from .status import status_table
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    rounds = [cfg.round_named(args.round)] if args.round else list(cfg.rounds)
+    table = status_table(cfg, db, rounds, _now(args, cfg))
+    if args.json:
+        _print_json(table)
+        return 0
+    print(render_status(table))
+    return 0
+
+
+def render_status(table: dict) -> str:
+    from unicodedata import east_asian_width
+
+    def width(s: str) -> int:
+        return sum(2 if east_asian_width(c) in "WF" else 1 for c in s)
+
+    def pad(s: str, n: int) -> str:
+        return s + " " * max(0, n - width(s))
+
+    lines = []
+    names = [r["name"] for r in table["rounds"]]
+    header = [pad("单位", 22)] + [pad(n, 30) for n in names]
+    lines.append("".join(header).rstrip())
+    for unit in table["units"]:
+        cells = [pad(unit["unit"], 22)]
+        for name in names:
+            st = unit["rounds"][name]
+            text = {"on_time": "按时", "late": "逾期", "missing": "未报送", "pending": "待报送"}[st["state"]]
+            if st["latest"]:
+                text += f" {st['latest']}"
+            if st["state"] in ("on_time", "late") and st["missing_tasks"]:
+                text += f" 缺{len(st['missing_tasks'])}项"
+            cells.append(pad(text, 30))
+        lines.append("".join(cells).rstrip())
+    for r in table["rounds"]:
+        c = r["counts"]
+        lines.append(
+            f"{r['name']}（截止 {r['deadline']}）：按时 {c['on_time']}，逾期 {c['late']}，未报送 {c['missing']}，待报送 {c['pending']}，共 {c['total']} 个单位"
+        )
+    return "\n".join(lines)
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, in the language of the rest of the CLI
+        self.print_usage(sys.stderr)
+        self.exit(2, f"错误：{message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="mailbot", description="台账报送邮件机器人：收取各单位的 Word 台账、登记进展、催报逾期单位")
+    p.add_argument("--config", help="配置文件路径（默认 ./config.toml，或环境变量 MAILBOT_CONFIG）")
+    p.add_argument("--now", help="假定的当前时间（ISO-8601），用于试算，例如 2023-08-08T09:30+08:00")
+    p.add_argument("--version", action="version", version=f"mailbot {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("parse", help="解析一份 Word 台账，显示识别出的单位和各项进展")
+    s.add_argument("file", help=".docx / .doc / .wps 文件")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_parse)
+
+    s = sub.add_parser("ingest", help="像守护进程一样处理一封 .eml 邮件（归档、分类、解析、入库、生成回执），不发送")
+    s.add_argument("file", help="原始邮件文件（.eml）")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("export", help="导出各单位各任务的最新进展")
+    s.add_argument("--format", choices=["json", "csv"], default="json", help="输出格式（默认 json）")
+    s.add_argument("-o", "--output", help="写入文件而不是标准输出")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("status", help="各单位各节点的报送情况：按时、逾期、未报送")
+    s.add_argument("--round", help="只看某个报送节点，例如 年中")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ReportError as err:
+        print(f"错误：{err}", file=sys.stderr)
+        return 3
+    except ConfigError as err:
+        print(f"配置错误：{err}", file=sys.stderr)
+        return 1
+    except MailbotError as err:
+        print(f"错误：{err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

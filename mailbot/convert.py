@@ -1,0 +1,273 @@
+"""What a file really is (by its bytes), zip safety checks, and legacy .doc/.wps conversion.
+
+Everything here treats its input as hostile: file types come from magic bytes,
+never from the name; zip archives are checked (member count, declared sizes,
+compression ratio) before anything is decompressed; LibreOffice runs with its own
+profile, in its own process group, under a timeout.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConversionError, ReportError
+
+SAVE_AS_DOCX = "请在 Word 或 WPS 中打开后「另存为」Word 文档（.docx）再发送"
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    max_members: int = 2000
+    max_member_bytes: int = 64 * 1024 * 1024
+    max_total_bytes: int = 200 * 1024 * 1024
+    max_ratio: int = 200  # uncompressed / compressed, for members over 1 MiB
+
+    def check(self, zf: zipfile.ZipFile, what: str = "文件") -> None:
+        """Refuse an archive whose central directory promises too much (zip bomb) before reading it."""
+        infos = zf.infolist()
+        if len(infos) > self.max_members:
+            raise ReportError(f"{what}包含 {len(infos)} 个内部文件，超过上限 {self.max_members}，疑似恶意文件，已拒收", "zip_bomb")
+        total = 0
+        for info in infos:
+            if info.file_size > self.max_member_bytes:
+                raise ReportError(f"{what}中的「{info.filename}」解压后达 {info.file_size} 字节，超过上限，疑似压缩炸弹，已拒收", "zip_bomb")
+            if info.file_size > 1024 * 1024 and info.file_size > self.max_ratio * max(info.compress_size, 1):
+                raise ReportError(f"{what}中的「{info.filename}」压缩比异常（疑似压缩炸弹），已拒收", "zip_bomb")
+            total += info.file_size
+        if total > self.max_total_bytes:
+            raise ReportError(f"{what}解压后总大小 {total} 字节，超过上限，已拒收", "zip_bomb")
+
+
+DEFAULT_ZIP_LIMITS = ZipLimits()
+
+
+def read_member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
+    """One member's bytes, never more than ``limit`` (declared sizes can lie); None when absent."""
+    try:
+        info = zf.getinfo(name)
+    except KeyError:
+        return None
+    if info.file_size > limit:
+        raise ReportError(f"文件中的「{name}」过大（{info.file_size} 字节），已拒收", "too_large")
+    try:
+        with zf.open(info) as fh:
+            data = fh.read(limit + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+        raise ReportError(f"文件已损坏，无法解压（{type(err).__name__}）：请重新保存后再发送", "corrupt") from err
+    if len(data) > limit:
+        raise ReportError(f"文件中的「{name}」解压后超过声明大小，疑似压缩炸弹，已拒收", "zip_bomb")
+    return data
+
+
+def open_zip(data: bytes, what: str = "文件", limits: ZipLimits = DEFAULT_ZIP_LIMITS, metadata_encoding: str | None = None) -> zipfile.ZipFile:
+    """A ZipFile over bytes whose central directory passed the limits."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data), metadata_encoding=metadata_encoding) if metadata_encoding else zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise ReportError(f"{what}已损坏或不完整，无法打开：请重新保存后再发送", "corrupt") from err
+    limits.check(zf, what)
+    return zf
+
+
+# --- file type by magic bytes -------------------------------------------------------------
+
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def sniff(data: bytes) -> str:
+    """The kind of a file from its bytes.
+
+    docx (incl. docm), odt, zip (any other archive), doc (Word 97–2003), wps (Kingsoft,
+    or any other OLE file LibreOffice may read), encrypted, xls, ppt, word2003xml, rtf,
+    html, pdf, image, rar, 7z, empty, unknown.
+    """
+    if not data:
+        return "empty"
+    head = data[:8]
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _sniff_zip(data)
+    if head == OLE_MAGIC:
+        return _sniff_ole(data)
+    if head.startswith(b"%PDF"):
+        return "pdf"
+    if (
+        head.startswith(b"\xff\xd8\xff")
+        or head.startswith(b"\x89PNG")
+        or head.startswith(b"GIF8")
+        or head.startswith(b"BM")
+        or head.startswith(b"II*\x00")
+        or head.startswith(b"MM\x00*")
+        or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+        or data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1")
+    ):
+        return "image"
+    if head.startswith(b"Rar!"):
+        return "rar"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "7z"
+    if head.startswith(b"{\\rtf"):
+        return "rtf"
+    text_head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text_head.startswith(b"<?xml") or text_head.startswith(b"<w:worddocument") or text_head.startswith(b"<?mso"):
+        if b"w:worddocument" in text_head or b"schemas.microsoft.com/office/word/2003" in text_head or b"word.document" in text_head:
+            return "word2003xml"
+        return "unknown"
+    if text_head.startswith(b"<html") or text_head.startswith(b"<!doctype html") or b"mime-version:" in text_head[:512]:
+        return "html"
+    return "unknown"
+
+
+def _sniff_zip(data: bytes) -> str:
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        names = set(zf.namelist()[:5000])
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return "zip"  # corrupt: open_zip will say so
+    if "word/document.xml" in names or ("[Content_Types].xml" in names and any(n.startswith("word/") for n in names)):
+        return "docx"
+    if "mimetype" in names:
+        try:
+            mimetype = zf.read("mimetype")[:100] if zf.getinfo("mimetype").file_size < 200 else b""
+        except Exception:  # noqa: BLE001 - any failure means "not an ODF file"
+            mimetype = b""
+        if mimetype.startswith(b"application/vnd.oasis.opendocument.text"):
+            return "odt"
+    if "[Content_Types].xml" in names:
+        if any(n.startswith("xl/") for n in names):
+            return "xlsx"
+        if any(n.startswith("ppt/") for n in names):
+            return "pptx"
+    return "zip"
+
+
+def _sniff_ole(data: bytes) -> str:
+    import olefile
+
+    try:
+        ole = olefile.OleFileIO(io.BytesIO(data))
+    except (OSError, ValueError, IndexError, TypeError, Exception):  # noqa: BLE001 - olefile raises many types on junk
+        return "wps"  # let LibreOffice try; it reports failure as a conversion error
+    try:
+        streams = {"/".join(s).lower() for s in ole.listdir(streams=True, storages=True)}
+        if "encryptedpackage" in streams or "encryptioninfo" in streams:
+            return "encrypted"
+        if "worddocument" in streams:
+            try:
+                fib = ole.openstream("WordDocument").read(12)
+                # FibBase: flags at offset 0x0A, fEncrypted is bit 8 (0x0100).
+                if len(fib) >= 12 and int.from_bytes(fib[10:12], "little") & 0x0100:
+                    return "encrypted"
+            except OSError:
+                pass
+            return "doc"
+        if "workbook" in streams or "book" in streams:
+            return "xls"
+        if "powerpoint document" in streams:
+            return "ppt"
+        return "wps"
+    finally:
+        ole.close()
+
+
+# Reasons, in plain Chinese, for files that are not a Word report at all.
+REFUSALS = {
+    "pdf": "附件是 PDF 文件，系统无法读取其中的表格：请发送填报好的 Word 文档（.docx），不要转成 PDF",
+    "image": "附件是图片，系统无法读取其中的文字：请发送填报好的 Word 文档（.docx），不要拍照或截图",
+    "encrypted": "附件是加密（设置了打开密码）的文档，系统无法打开：请取消密码保护后重新发送",
+    "word2003xml": "附件是 Word 2003 XML 格式，系统无法读取：" + SAVE_AS_DOCX,
+    "html": "附件是网页格式（.htm/.mht）的文档，系统无法读取：" + SAVE_AS_DOCX,
+    "xls": "附件是 Excel 表格，不是台账 Word 文档：请使用下发的 Word 台账模板填报",
+    "xlsx": "附件是 Excel 表格，不是台账 Word 文档：请使用下发的 Word 台账模板填报",
+    "ppt": "附件是 PowerPoint 文件，不是台账 Word 文档：请使用下发的 Word 台账模板填报",
+    "pptx": "附件是 PowerPoint 文件，不是台账 Word 文档：请使用下发的 Word 台账模板填报",
+    "rar": "附件是 RAR 压缩包，系统无法解压：请直接附上 Word 文档，或改用 zip 压缩",
+    "7z": "附件是 7z 压缩包，系统无法解压：请直接附上 Word 文档，或改用 zip 压缩",
+    "empty": "附件是空文件（0 字节）：请重新附上填报好的 Word 文档",
+    "unknown": "附件不是 Word 文档，系统无法识别其格式：请发送填报好的 Word 文档（.docx）",
+}
+
+NEEDS_CONVERSION = {"doc", "wps", "odt", "rtf"}
+KIND_LABELS = {"doc": "Word 97-2003 (.doc)", "wps": "WPS (.wps)", "odt": "OpenDocument (.odt)", "rtf": "RTF"}
+
+
+# --- LibreOffice ----------------------------------------------------------------------------
+
+
+def soffice_path() -> str | None:
+    return os.environ.get("MAILBOT_SOFFICE") or shutil.which("soffice") or shutil.which("libreoffice")
+
+
+def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
+    """Convert a legacy document to .docx bytes with LibreOffice headless.
+
+    Each conversion gets its own user profile (concurrent runs sharing one fail
+    silently) and its own process group, killed whole on timeout. The input type
+    is left for LibreOffice to detect (no forced filter), which is what .wps needs.
+    """
+    exe = soffice_path()
+    label = KIND_LABELS.get(kind, kind)
+    if not exe:
+        raise ConversionError(
+            f"附件是 {label} 旧格式文档，本服务器未安装 LibreOffice，无法转换：" + SAVE_AS_DOCX, "no_converter"
+        )
+    suffix = {"doc": ".doc", "wps": ".wps", "odt": ".odt", "rtf": ".rtf"}.get(kind, ".bin")
+    with tempfile.TemporaryDirectory(prefix="mailbot-lo-") as tmp:
+        tmpdir = Path(tmp)
+        src = tmpdir / f"report{suffix}"
+        src.write_bytes(data)
+        outdir = tmpdir / "out"
+        profile = tmpdir / f"profile-{uuid.uuid4().hex}"
+        cmd = [
+            exe,
+            "--headless",
+            "--norestore",
+            "--nologo",
+            "--nolockcheck",
+            f"-env:UserInstallation={profile.as_uri()}",
+            "--convert-to",
+            "docx:MS Word 2007 XML",
+            "--outdir",
+            str(outdir),
+            str(src),
+        ]
+        env = dict(os.environ, HOME=str(tmpdir))
+        try:
+            proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        except OSError as err:
+            raise ConversionError(f"无法启动 LibreOffice 转换 {label} 文档：" + SAVE_AS_DOCX, "conversion_failed") from err
+        try:
+            _out, err_text = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise ConversionError(f"{label} 文档转换超时（{int(timeout)} 秒）：" + SAVE_AS_DOCX, "conversion_timeout") from None
+        finally:
+            _kill_group(proc)  # soffice may leave helpers behind
+        out = outdir / "report.docx"
+        if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
+            detail = (err_text or b"").decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            raise ConversionError(
+                f"{label} 文档无法转换（文件可能已损坏或加密）：" + SAVE_AS_DOCX, "conversion_failed"
+            ) from RuntimeError(detail[0])
+        return out.read_bytes()
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass

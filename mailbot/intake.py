@@ -1,0 +1,485 @@
+"""One message in, one recorded status out: archive, classify, identify, parse, store, queue the reply.
+
+``ingest`` is the only way a message enters the state; ``mailbot ingest`` and the
+daemon both call it. Order (DESIGN.md invariants 1, 2, 6): the raw bytes are
+archived first; the documents are parsed outside any transaction; then the
+message row, its report and progress rows and its reply are committed together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlite_utils
+
+from . import store
+from .config import Config, Round
+from .convert import REFUSALS, ZipLimits
+from .errors import ReportError
+from .ledger import Unit
+from .mime import Extracted, FoundFile, Limits, decode_header, extract_files, load_message, parse_address
+from .outbox import queue_mail
+from .reports import ParsedReport, parse_document
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_KINDS = {"docx", "doc", "wps", "odt", "rtf"}
+
+
+@dataclass
+class IngestResult:
+    status: str
+    unit: str | None = None
+    round: str | None = None
+    tasks: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    reason: str | None = None
+    reason_code: str | None = None
+    message_row: int | None = None
+    verified: bool = False
+    late: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """The `mailbot ingest --json` contract."""
+        return {
+            "status": self.status,
+            "unit": self.unit,
+            "round": self.round,
+            "tasks": self.tasks,
+            "missing": self.missing,
+            "reason": self.reason,
+        }
+
+
+# --- archive --------------------------------------------------------------------------------
+
+
+def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
+    """Write the raw message under state/archive/, named by its SHA-256; fsync'd before returning."""
+    digest = hashlib.sha256(raw).hexdigest()
+    target = state_dir / "archive" / digest[:2] / f"{digest}.eml"
+    if target.exists() and target.stat().st_size == len(raw):
+        return digest, target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return digest, target
+
+
+# --- header facts ---------------------------------------------------------------------------------
+
+
+def received_time(msg, fallback: dt.datetime) -> dt.datetime:
+    """Our server's time: the newest (topmost) Received: header, else Date:, else the fallback."""
+    for value in msg.get_all("Received") or []:
+        stamp = str(value).rpartition(";")[2].strip()
+        parsed = _parse_date(stamp)
+        if parsed:
+            return parsed
+        break
+    return _parse_date(str(msg.get("Date") or "")) or fallback
+
+
+def _parse_date(value: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed
+
+
+_AUTO_SUBJECT = re.compile(r"^\s*(自动回复|自動回覆|自动答复|自動回復|auto[- ]?reply|automatic reply|out of office|autoreply)\s*[:：]", re.I)
+_BOUNCE_SUBJECT = re.compile(r"^\s*(undeliver|delivery status notification|mail delivery failed|returned mail|系统退信|退信)", re.I)
+
+
+def automatic_reason(msg, from_addr: str, subject: str, body: str) -> str | None:
+    """Why this message is an auto-reply or bounce we must not answer (RFC 3834, QUIRKS 19), or None."""
+    auto = (msg.get("Auto-Submitted") or "").strip().lower()
+    if auto and auto != "no":
+        return f"自动发送的邮件（Auto-Submitted: {auto}）"
+    for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+        if msg.get(header) is not None:
+            return f"自动回复邮件（{header}）"
+    precedence = (msg.get("Precedence") or "").strip().lower()
+    if precedence in ("auto_reply", "bulk", "junk", "list"):
+        return f"自动或群发邮件（Precedence: {precedence}）"
+    if msg.get("List-Id") or msg.get("List-Unsubscribe"):
+        return "邮件列表或群发邮件"
+    return_path = msg.get("Return-Path")
+    if return_path is not None and str(return_path).strip() in ("<>", ""):
+        return "退信或系统通知（Return-Path 为空）"
+    local = from_addr.partition("@")[0]
+    if local in ("mailer-daemon", "postmaster") or "mailer-daemon" in from_addr:
+        return "退信（MAILER-DAEMON）"
+    if msg.get_content_type() == "multipart/report":
+        return "退信或回执（multipart/report）"
+    if _AUTO_SUBJECT.search(subject):
+        return "自动回复邮件（主题）"
+    if _BOUNCE_SUBJECT.search(subject):
+        return "退信（主题）"
+    if body.lstrip().startswith("这是来自QQ邮箱的假期自动回复邮件"):
+        return "QQ 邮箱假期自动回复"
+    return None
+
+
+_AUTH_FAIL = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*fail\b", re.I)
+
+
+def authentication_failure(msg) -> str | None:
+    """spf/dkim/dmarc=fail in the topmost Authentication-Results (the one our receiving server added)."""
+    values = msg.get_all("Authentication-Results") or []
+    if not values:
+        return None
+    found = _AUTH_FAIL.findall(decode_header(values[0]))
+    return "、".join(sorted({f.lower() for f in found})) if found else None
+
+
+# --- the pipeline ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Candidate:
+    file: FoundFile
+    report: ParsedReport | None = None
+    error: ReportError | None = None
+
+
+def ingest(
+    cfg: Config,
+    db: sqlite_utils.Database,
+    raw: bytes,
+    *,
+    received_at: dt.datetime | None = None,
+    source: str = "file",
+    folder: str | None = None,
+    uidvalidity: int | None = None,
+    uid: int | None = None,
+) -> IngestResult:
+    """Process one raw message exactly once into a recorded status (see module docstring)."""
+    digest, archive_path = archive(cfg.state_dir, raw)
+    msg = load_message(raw)
+    message_id = decode_header(msg.get("Message-ID")).strip() or None
+    subject = decode_header(msg.get("Subject"))
+    from_name, from_addr = parse_address(msg.get("From"))
+    received = received_at or received_time(msg, store.now_utc())
+    base = {
+        "sha256": digest,
+        "message_id": message_id,
+        "source": source,
+        "folder": folder,
+        "uidvalidity": uidvalidity,
+        "uid": uid,
+        "received_at": store.iso(received),
+        "from_addr": from_addr,
+        "from_name": from_name,
+        "subject": subject[:500],
+        "archive_path": str(archive_path),
+    }
+
+    original = store.find_duplicate(db, digest, message_id)
+    if original is not None:
+        result = IngestResult(
+            "duplicate",
+            unit=original["unit"],
+            round=original["round"],
+            reason=f"与第 {original['id']} 号邮件重复（相同的内容或 Message-ID），不再处理",
+            reason_code="duplicate",
+        )
+        with db.atomic():
+            result.message_row = _record(db, base, result, duplicate_of=original["id"])
+        if original["unit"] and original["round"]:
+            result.missing = _missing(cfg, db, original["round"], original["unit"])
+        return result
+
+    result, candidates, extracted, chosen = _classify(cfg, db, msg, raw, base, from_addr, subject, received)
+    with db.atomic():
+        result.message_row = _record(db, base, result, files=extracted.files if extracted else [])
+        if result.status == "accepted" and chosen is not None:
+            _store_report(cfg, db, result, chosen, received, message_id)
+        _queue_reply(cfg, db, result, msg, message_id, from_addr, subject, received, extracted, chosen)
+    log.info("message %s from %s: %s %s %s", result.message_row, from_addr or "?", result.status, result.unit or "", result.reason or "")
+    return result
+
+
+def _classify(cfg, db, msg, raw, base, from_addr, subject, received):
+    rnd = cfg.round_for(received)
+    loop_header = cfg.bot["loop_header"]
+    if msg.get(loop_header) is not None or (from_addr and from_addr in cfg.own_addresses):
+        return IngestResult("ignored", reason="本系统自己发出的邮件，不处理", reason_code="own_mail"), [], None, None
+    extracted = None
+    body = ""
+    try:
+        extracted = extract_files(msg, Limits(max_attachments=cfg.bot["max_attachments"], zip_limits=ZipLimits()))
+        body = extracted.body_text
+    except (ValueError, TypeError, LookupError, IndexError, AttributeError) as err:  # malformed MIME
+        log.warning("could not walk MIME structure: %s", err)
+        extracted = Extracted(problems=["邮件格式异常，无法读取其中的附件"])
+    auto = automatic_reason(msg, from_addr, subject, body)
+    if auto:
+        return IngestResult("ignored", round=None, reason=f"{auto}，不予回复", reason_code="automatic"), [], extracted, None
+
+    sender_units = cfg.roster.by_email(from_addr) if from_addr else []
+    if sender_units and cfg.bot.get("trust_authentication_results", True):
+        failed = authentication_failure(msg)
+        if failed:
+            return (
+                IngestResult(
+                    "quarantined",
+                    unit=sender_units[0].name,
+                    round=rnd.name,
+                    reason=f"发件人 {from_addr} 是登记邮箱，但收信服务器的认证结果为失败（{failed}=fail），疑似伪造，已隔离待人工核查",
+                    reason_code="auth_failed",
+                ),
+                [],
+                extracted,
+                None,
+            )
+
+    too_big = len(raw) > cfg.bot["max_message_bytes"]
+    candidates: list[Candidate] = []
+    if not too_big:
+        for f in extracted.files:
+            if f.kind in DOCUMENT_KINDS:
+                cand = Candidate(f)
+                try:
+                    cand.report = parse_document(
+                        f.data,
+                        cfg.ledger,
+                        cfg.roster,
+                        conversion_timeout=cfg.bot["conversion_timeout_seconds"],
+                        max_bytes=cfg.bot["max_document_bytes"],
+                    )
+                except ReportError as err:
+                    cand.error = err
+                except Exception as err:  # noqa: BLE001 - one broken file must not stop the message
+                    log.exception("unexpected error parsing %s", f.name)
+                    cand.error = ReportError(f"附件「{f.name}」无法读取（文件可能已损坏）：请重新保存为 .docx 后再发送", "unreadable")
+                    cand.error.__cause__ = err
+                candidates.append(cand)
+    reports = [c for c in candidates if c.report is not None]
+    chosen = max(reports, key=lambda c: len(c.report.filled)) if reports else None
+
+    unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
+    result = IngestResult("accepted", unit=unit.name if unit else None, round=rnd.name, verified=verified)
+    if unit is None:
+        result.status, result.reason_code = "quarantined", "unknown_sender"
+        result.reason = f"发件人 {from_addr or '（无）'} 不在单位名册中，邮件和附件也没有写明名册中的单位，已隔离待人工核查（不回复）"
+        return result, candidates, extracted, None
+
+    reason = None
+    if too_big:
+        reason = ("too_large", f"邮件过大（{len(raw) // 1024 // 1024} MB），超过系统上限：请只附上台账 Word 文档重新发送")
+    elif chosen is None:
+        reason = _no_report_reason(extracted, candidates)
+    elif not chosen.report.filled:
+        reason = ("empty_form", "台账中「进展落实情况」一栏全部为空：请逐项填写本单位负责任务的进展落实情况后重新发送")
+    if reason:
+        result.status, (result.reason_code, result.reason) = "rejected", reason
+        return result, candidates, extracted, None
+
+    report = chosen.report
+    result.warnings = list(report.warnings)
+    if how != "document" and report.unit and report.unit != unit.name:
+        result.warnings.append(
+            f"表中「填报单位」写的是「{report.unit_as_written}」，与发件邮箱登记的单位「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
+        )
+    elif report.unit is None:
+        result.warnings.append("表中「填报单位」未填写，已按发件邮箱登记的单位记录；今后请填写填报单位、联系人和联系电话")
+    if len(reports) > 1:
+        others = "、".join(c.file.name for c in reports if c is not chosen)
+        result.warnings.append(f"邮件中有多份台账，已登记填写内容最多的「{chosen.file.name}」，未登记：{others}")
+    for cand in candidates:
+        if cand.error is not None and cand is not chosen:
+            result.warnings.append(f"附件「{cand.file.name}」未能读取：{cand.error}")
+    result.late = cfg.round_named(rnd.name).is_late(received)
+    return result, candidates, extracted, chosen
+
+
+def _identify(cfg: Config, sender_units: list[Unit], chosen: Candidate | None, subject: str, files: list[FoundFile]):
+    """(unit, verified, how): by roster address; else the document's 填报单位; else subject or file name."""
+    named = cfg.roster.match(chosen.report.unit_as_written) if chosen and chosen.report.unit_as_written else None
+    by_text = cfg.roster.match(subject) or next((u for u in (cfg.roster.match(f.name.rsplit(".", 1)[0]) for f in files) if u), None)
+    if len(sender_units) == 1:
+        return sender_units[0], True, "address"
+    if sender_units:  # one address registered for several units: let the document or subject decide
+        for candidate in (named, by_text):
+            if candidate is not None and candidate in sender_units:
+                return candidate, True, "document"
+        return sender_units[0], True, "address"
+    if named is not None:
+        return named, False, "document"
+    if by_text is not None:
+        return by_text, False, "subject"
+    return None, False, ""
+
+
+def _no_report_reason(extracted: Extracted | None, candidates: list[Candidate]) -> tuple[str, str]:
+    errors = [c.error for c in candidates if c.error is not None]
+    if errors:
+        first = errors[0]
+        return first.code, str(first)
+    files = extracted.files if extracted else []
+    problems = extracted.problems if extracted else []
+    if problems:
+        return "archive", problems[0]
+    kinds = [f.kind for f in files]
+    for kind in ("pdf", "image", "encrypted", "word2003xml", "html", "rar", "7z", "xls", "xlsx", "ppt", "pptx", "empty"):
+        if kind in kinds:
+            return kind, REFUSALS[kind]
+    if files:
+        return "not_document", REFUSALS["unknown"]
+    return "no_attachment", "邮件中没有附件：请将填报好的台账以 Word 文档（.docx）附件形式发送，不要把内容粘贴在正文中"
+
+
+def _record(db, base: dict, result: IngestResult, *, duplicate_of: int | None = None, files=()) -> int:
+    row = dict(
+        base,
+        status=result.status,
+        reason=result.reason,
+        reason_code=result.reason_code,
+        unit=result.unit,
+        verified=int(result.verified),
+        round=result.round,
+        late=int(result.late),
+        duplicate_of=duplicate_of,
+        warnings=store.dumps(result.warnings),
+        files=store.dumps([{"name": f.name, "kind": f.kind, "sha256": f.sha256, "path": f.path} for f in files]),
+        processed_at=store.iso(store.now_utc()),
+    )
+    return store.insert(db, "messages", row)
+
+
+def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
+    have = store.current_progress(db, round_name, unit_name)
+    return [t for t in cfg.roster.tasks_of(unit_name, cfg.ledger) if not have.get(t)]
+
+
+def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, received: dt.datetime, message_id: str | None) -> None:
+    report = chosen.report
+    before = store.current_progress(db, result.round, result.unit)
+    filled = report.filled
+    report_id = store.insert(
+        db,
+        "reports",
+        {
+            "message": result.message_row,
+            "round": result.round,
+            "unit": result.unit,
+            "verified": int(result.verified),
+            "late": int(result.late),
+            "received_at": store.iso(received),
+            "filename": chosen.file.name,
+            "file_sha256": chosen.file.sha256,
+            "unit_as_written": report.unit_as_written,
+            "contact": report.contact,
+            "phone": report.phone,
+            "converted_from": report.converted_from,
+            "filled": len(filled),
+            "warnings": store.dumps(result.warnings),
+        },
+    )
+    store.record_progress(
+        db, result.round, result.unit, [(e.task, e.progress) for e in filled], report_id, store.iso(received), message_id or ""
+    )
+    result.tasks = [e.task for e in filled]
+    result.missing = _missing(cfg, db, result.round, result.unit)
+    result._replaced = bool(before)  # type: ignore[attr-defined]
+    result._kept = sorted(t for t, text in before.items() if text and t not in result.tasks)  # type: ignore[attr-defined]
+
+
+def _short(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _task_title(content: str) -> str:
+    first = re.split(r"[。；;]", content, maxsplit=1)[0]
+    return _short(first, 30)
+
+
+def _local(cfg: Config, t: dt.datetime) -> str:
+    lt = t.astimezone(cfg.tz)
+    return f"{lt.year}年{lt.month}月{lt.day}日 {lt:%H:%M}"
+
+
+def _deadline_text(rnd: Round) -> str:
+    return f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日"
+
+
+def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subject, received, extracted, chosen) -> None:
+    if result.status not in ("accepted", "rejected") or not from_addr or result.unit is None:
+        return
+    unit = cfg.roster.get(result.unit)
+    rnd = cfg.round_named(result.round)
+    to = [from_addr]
+    cc = [] if result.verified else list(unit.emails)
+    common = {
+        "unit": unit.name,
+        "round": f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name,
+        "received": _local(cfg, received),
+        "deadline": _deadline_text(rnd),
+        "ledger_title": cfg.ledger.title or "任务落实台账",
+        "sender": from_addr,
+        "verified": result.verified,
+    }
+    refs = decode_header(msg.get("References"))
+    if result.status == "accepted":
+        if not result.verified:
+            result.warnings.append(f"发件地址 {from_addr} 不是本单位登记的邮箱")
+        ctx = dict(
+            common,
+            late=result.late,
+            replaced=getattr(result, "_replaced", False),
+            kept=getattr(result, "_kept", []),
+            recorded=[
+                {"number": e.task, "excerpt": _short(e.progress, 40)} for e in chosen.report.filled
+            ],
+            missing=[{"number": t, "title": _task_title(cfg.ledger.task(t).content)} for t in result.missing],
+            total=len(cfg.roster.tasks_of(unit, cfg.ledger)),
+            warnings=result.warnings,
+        )
+        state = "逾期" if result.late else "按时"
+        title = f"【回执】{unit.name} {common['round']}台账已登记（{state}，{len(result.tasks)}项）"
+        if result.missing:
+            title += f"，尚缺{len(result.missing)}项"
+        queue_mail(
+            db, cfg, dedupe_key=f"ack:{result.message_row}", kind="ack", to=to, cc=cc, subject=title, template="ack", context=ctx,
+            unit=unit.name, round_name=rnd.name, message_row=result.message_row, in_reply_to=message_id, references=refs,
+        )
+    else:
+        result.missing = _missing(cfg, db, rnd.name, unit.name)
+        files = [f.name for f in extracted.files] if extracted else []
+        ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files)
+        queue_mail(
+            db, cfg, dedupe_key=f"reject:{result.message_row}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",
+            template="reject", context=ctx, unit=unit.name, round_name=rnd.name, message_row=result.message_row,
+            in_reply_to=message_id, references=refs,
+        )

@@ -1,0 +1,267 @@
+"""Raw mail → decoded headers and attachment files, without losing characters.
+
+Python's email package and imap_tools decode legacy Chinese charsets lossily
+(QUIRKS 9–12); here every header and file name goes back to its raw bytes and is
+decoded strictly, with GB2312-family labels read as GB18030.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.message
+import email.utils
+import hashlib
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from email.policy import compat32
+
+from .convert import ZipLimits, open_zip, read_member, sniff
+from .errors import ReportError
+
+# Labels that mean "some GB encoding": decode all of them as GB18030, the superset.
+_GB_LABELS = {"gb2312", "gb_2312", "gb_2312-80", "gbk", "x-gbk", "cp936", "ms936", "euc-cn", "euccn", "csgb2312", "x-euc-cn", "gb18030", "chinese"}
+_CHARSET_ALIASES = {"utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unknown": "", "unknown-8bit": "", "us-ascii": "utf-8", "ascii": "utf-8"}
+
+
+def normalize_charset(label: str | None) -> str:
+    """The codec to use for a declared charset ('' when unknown)."""
+    lab = (label or "").strip().strip('"').lower()
+    if lab in _GB_LABELS:
+        return "gb18030"
+    if lab in ("big5", "big5-hkscs", "cp950", "x-big5"):
+        return "big5hkscs"
+    lab = _CHARSET_ALIASES.get(lab, lab)
+    if not lab:
+        return ""
+    try:
+        import codecs
+
+        return codecs.lookup(lab).name
+    except LookupError:
+        return ""
+
+
+def decode_bytes(raw: bytes, charset: str | None = None) -> tuple[str, bool]:
+    """Decode strictly with the declared charset, then utf-8, then gb18030, then with replacement.
+
+    Returns (text, exact): exact is False when characters had to be replaced.
+    """
+    tried = []
+    for codec in (normalize_charset(charset), "utf-8", "gb18030"):
+        if codec and codec not in tried:
+            tried.append(codec)
+            try:
+                return raw.decode(codec), True
+            except (UnicodeDecodeError, LookupError):
+                continue
+    return raw.decode("utf-8", "replace"), False
+
+
+def _raw_bytes(value: str) -> bytes:
+    """Undo compat32's surrogateescape: the header's original bytes."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def decode_header(value) -> str:
+    """A header value (RFC 2047 encoded words, raw 8-bit, or both) as text; control characters removed."""
+    if value is None:
+        return ""
+    if isinstance(value, email.header.Header):
+        value = str(value)
+    value = str(value)
+    try:
+        parts = email.header.decode_header(value)
+    except (email.errors.HeaderParseError, ValueError, LookupError):
+        parts = [(value, None)]
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            text, _ok = decode_bytes(_raw_bytes(chunk))
+        else:
+            text, _ok = decode_bytes(chunk, charset)
+        out.append(text)
+    text = "".join(out)
+    text = re.sub(r"\r?\n[ \t]+", " ", text)
+    return _CONTROL.sub("", text).replace("\r", " ").replace("\n", " ").strip()
+
+
+def parse_address(value) -> tuple[str, str]:
+    """(display name, lower-case address) of a From/Reply-To header."""
+    text = decode_header(value)
+    name, addr = email.utils.parseaddr(text)
+    if "@" not in addr:
+        found = re.search(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", text)
+        addr = found.group(0) if found else ""
+    return name.strip(), addr.strip().lower()
+
+
+def parse_addresses(values) -> list[str]:
+    return [a.lower() for _n, a in email.utils.getaddresses([decode_header(v) for v in values]) if "@" in a]
+
+
+def _decode_param(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, tuple):  # RFC 2231: (charset, language, %-unquoted text as latin-1)
+        charset, _lang, text = value
+        raw = text.encode("latin-1", "surrogateescape") if isinstance(text, str) else bytes(text)
+        return decode_bytes(raw, charset)[0]
+    return decode_header(email.utils.unquote(value)) if "=?" in value else decode_bytes(_raw_bytes(email.utils.unquote(value)))[0]
+
+
+def attachment_name(part: email.message.Message) -> str | None:
+    """The file name of a MIME part from Content-Disposition filename, else Content-Type name."""
+    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+        try:
+            value = part.get_param(param, header=header)
+        except (ValueError, TypeError, IndexError):
+            value = None
+        name = _decode_param(value)
+        if name:
+            return name
+    return None
+
+
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f<>:\"|?*]")
+
+
+def safe_filename(name: str | None, default: str = "attachment") -> str:
+    """A file name that is safe to store: no directories, no control characters, bounded length."""
+    if not name:
+        return default
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").split("/")[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip().lstrip(".")
+    if len(name.encode("utf-8")) > 180:
+        stem, dot, ext = name.rpartition(".")
+        ext = ext if dot and len(ext) <= 8 else ""
+        stem = (stem if dot else name).encode("utf-8")[:150].decode("utf-8", "ignore")
+        name = f"{stem}.{ext}" if ext else stem
+    return name or default
+
+
+@dataclass
+class FoundFile:
+    """A file found in a message: an attachment, a member of a zip, or inside a forwarded mail."""
+
+    name: str
+    data: bytes
+    kind: str
+    path: str  # where it was found, e.g. "附件 a.zip › 民政局.docx"
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class Limits:
+    max_attachments: int = 100
+    max_depth: int = 8
+    zip_limits: ZipLimits = field(default_factory=ZipLimits)
+
+
+@dataclass
+class Extracted:
+    files: list[FoundFile] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # plain Chinese, for the reply
+    body_text: str = ""
+    truncated: bool = False
+
+
+def load_message(raw: bytes) -> email.message.Message:
+    return email.message_from_bytes(raw, policy=compat32)
+
+
+def extract_files(msg: email.message.Message, limits: Limits | None = None) -> Extracted:
+    """Every candidate file in the message, deduplicated by content, forwarded mail and zips opened."""
+    limits = limits or Limits()
+    result = Extracted()
+    seen: set[str] = set()
+    parts_seen = [0]
+
+    def add(name: str, data: bytes, where: str, depth: int) -> None:
+        if len(result.files) >= limits.max_attachments:
+            result.truncated = True
+            return
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            return
+        seen.add(digest)
+        kind = sniff(data)
+        if kind == "zip" and depth < limits.max_depth:
+            _open_archive(name, data, where, depth)
+            return
+        if kind == "unknown" and name.lower().endswith(".eml") and depth < limits.max_depth:
+            walk(load_message(data), f"{where}（转发的邮件）", depth + 1)
+            return
+        result.files.append(FoundFile(name=name, data=data, kind=kind, path=where))
+
+    def _open_archive(name: str, data: bytes, where: str, depth: int) -> None:
+        try:
+            zf = open_zip(data, f"压缩包「{name}」", limits.zip_limits)
+            # Chinese Windows tools store GBK names without the UTF-8 flag (QUIRKS 12).
+            zf_gb = open_zip(data, f"压缩包「{name}」", limits.zip_limits, metadata_encoding="gb18030")
+        except ReportError as err:
+            result.problems.append(str(err))
+            return
+        by_utf8 = {info.filename: info for info in zf.infolist()}
+        for info_gb, info in zip(zf_gb.infolist(), by_utf8.values()):
+            if info.is_dir():
+                continue
+            member_name = info.filename if info.flag_bits & 0x800 else info_gb.filename
+            if member_name.startswith("__MACOSX/") or safe_filename(member_name).startswith("._"):
+                continue
+            try:
+                member = read_member(zf, info.filename, limits.zip_limits.max_member_bytes)
+            except ReportError as err:
+                result.problems.append(f"压缩包「{name}」中的「{safe_filename(member_name)}」无法解压：{err}")
+                continue
+            except (RuntimeError, NotImplementedError):
+                result.problems.append(f"压缩包「{name}」已加密，系统无法解压：请直接附上 Word 文档")
+                return
+            if member is not None:
+                add(safe_filename(member_name), member, f"{where} › {safe_filename(member_name)}", depth + 1)
+
+    def walk(part: email.message.Message, where: str, depth: int) -> None:
+        parts_seen[0] += 1
+        if parts_seen[0] > limits.max_attachments * 4 or depth > limits.max_depth:
+            result.truncated = True
+            return
+        ctype = (part.get_content_type() or "").lower()
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                for sub in payload:
+                    if isinstance(sub, email.message.Message):
+                        walk(sub, where, depth + 1)
+            return
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, email.message.Message):
+                walk(inner, f"{where}（转发的邮件）", depth + 1)
+            return
+        name = attachment_name(part)
+        disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        if name is None and (ctype.startswith("text/") or ctype.startswith("multipart/")) and disposition != "attachment":
+            if ctype == "text/plain" and len(result.body_text) < 20000:
+                raw = part.get_payload(decode=True) or b""
+                result.body_text += decode_bytes(raw, part.get_content_charset())[0][:20000]
+            return
+        try:
+            data = part.get_payload(decode=True)
+        except (ValueError, TypeError, AssertionError):
+            data = None
+        if data is None:
+            return
+        fname = safe_filename(name, default=f"attachment-{parts_seen[0]}")
+        add(fname, data, f"附件「{fname}」" if where == "" else f"{where} › {fname}", depth)
+
+    walk(msg, "", 0)
+    return result

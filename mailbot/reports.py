@@ -1,0 +1,681 @@
+"""Word report → rows: find the ledger table and read it as Word shows it.
+
+The parser walks the WordprocessingML itself (lxml over the zip members) rather
+than python-docx's object model, because python-docx drops tracked insertions,
+content controls, simple fields and smart tags (python-docx#1123, #340), repeats
+merged cells (#344, #232), raises on broken relationships (#797) and reads every
+part into memory before anyone can check the zip (QUIRKS 15–18).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from lxml import etree
+
+from .convert import (
+    DEFAULT_ZIP_LIMITS,
+    KIND_LABELS,
+    NEEDS_CONVERSION,
+    REFUSALS,
+    SAVE_AS_DOCX,
+    convert_to_docx,
+    open_zip,
+    read_member,
+    sniff,
+)
+from .errors import ReportError
+from .ledger import Ledger, Roster, normalize_text
+
+W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+MC_NS = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+
+
+def _w(tag: str) -> str:
+    return f"{{{W_NS}}}{tag}"
+
+
+P, R, T, TBL, TR, TC, TCPR, TRPR = (_w(t) for t in ("p", "r", "t", "tbl", "tr", "tc", "tcPr", "trPr"))
+SDT, SDTCONTENT, SDTPR, CUSTOMXML = (_w(t) for t in ("sdt", "sdtContent", "sdtPr", "customXml"))
+BR, CR, TAB, NOBREAKHYPHEN, PTAB = (_w(t) for t in ("br", "cr", "tab", "noBreakHyphen", "ptab"))
+RPR, PPR, VANISH = _w("rPr"), _w("pPr"), _w("vanish")
+VAL = _w("val")
+# Subtrees whose text Word does not show in the body.
+HIDDEN = {
+    _w("del"),
+    _w("moveFrom"),
+    _w("delText"),
+    _w("instrText"),
+    _w("delInstrText"),
+    PPR,
+    _w("tblPr"),
+    _w("trPr"),
+    TCPR,
+    SDTPR,
+    _w("footnoteReference"),
+    _w("endnoteReference"),
+    _w("commentReference"),
+    f"{{{MC_NS}}}Fallback",
+}
+INS_BLOCK_WRAPPERS = {SDT, CUSTOMXML, _w("ins"), _w("moveTo"), _w("smartTag")}
+
+MAX_XML_BYTES = 48 * 1024 * 1024
+_XML_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True
+)
+
+
+@dataclass
+class Entry:
+    task: int
+    progress: str
+
+
+@dataclass
+class ParsedReport:
+    """What one Word report says. ``unit`` is the roster name when 填报单位 matched, else as written."""
+
+    unit: str | None
+    unit_as_written: str | None
+    unit_matched: bool
+    contact: str | None
+    phone: str | None
+    entries: list[Entry]
+    warnings: list[str] = field(default_factory=list)
+    converted_from: str | None = None
+
+    def as_dict(self) -> dict:
+        """The `mailbot parse --json` contract."""
+        return {
+            "unit": self.unit,
+            "contact": self.contact,
+            "phone": self.phone,
+            "entries": [{"task": e.task, "progress": e.progress} for e in self.entries],
+            "warnings": list(self.warnings),
+        }
+
+    @property
+    def filled(self) -> list[Entry]:
+        return [e for e in self.entries if e.progress]
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def parse_document(
+    data: bytes,
+    ledger: Ledger,
+    roster: Roster | None = None,
+    *,
+    conversion_timeout: float = 120,
+    max_bytes: int = 40 * 1024 * 1024,
+) -> ParsedReport:
+    """Parse a report file (any format we accept); raise ReportError with a reason in Chinese."""
+    if len(data) > max_bytes:
+        raise ReportError(f"附件过大（{len(data) // 1024 // 1024} MB），超过 {max_bytes // 1024 // 1024} MB 上限：请只发送台账 Word 文档", "too_large")
+    kind = sniff(data)
+    warnings: list[str] = []
+    converted_from = None
+    if kind in REFUSALS:
+        raise ReportError(REFUSALS[kind], kind)
+    if kind == "zip":
+        raise ReportError("附件是压缩包而不是 Word 文档：请直接附上填报好的 .docx 文件", "archive")
+    if kind in NEEDS_CONVERSION:
+        data = convert_to_docx(data, kind, timeout=conversion_timeout)
+        converted_from = kind
+        warnings.append(f"附件为 {KIND_LABELS[kind]} 格式，已自动转换后读取，请核对记录的内容；今后请直接发送 .docx 文件")
+        if sniff(data) != "docx":
+            raise ReportError("文档转换后仍无法读取：" + SAVE_AS_DOCX, "conversion_failed")
+    document, numbering = _load_parts(data)
+    report = read_report(document, ledger, roster, numbering=numbering)
+    report.warnings[:0] = warnings
+    report.converted_from = converted_from
+    return report
+
+
+def _load_parts(data: bytes) -> tuple[etree._Element, etree._Element | None]:
+    zf = open_zip(data, "Word 文档", DEFAULT_ZIP_LIMITS)
+    main = _main_part_name(zf)
+    xml = read_member(zf, main, MAX_XML_BYTES)
+    if xml is None:
+        raise ReportError("Word 文档不完整（缺少正文部分）：请重新保存后再发送", "corrupt")
+    document = _parse_xml(xml)
+    numbering = None
+    numbering_xml = read_member(zf, main.rsplit("/", 1)[0] + "/numbering.xml", MAX_XML_BYTES)
+    if numbering_xml and b"numPr" in xml:
+        try:
+            numbering = _parse_xml(numbering_xml)
+        except ReportError:
+            numbering = None  # numbering labels are a nicety; the text is what matters
+    return document, numbering
+
+
+def _main_part_name(zf) -> str:
+    rels = read_member(zf, "_rels/.rels", 1024 * 1024)
+    if rels:
+        try:
+            root = _parse_xml(rels)
+            for rel in root.iter(f"{{{REL_NS}}}Relationship"):
+                if rel.get("Type", "").endswith("/officeDocument"):
+                    target = rel.get("Target", "").lstrip("/")
+                    if target and target in zf.NameToInfo:
+                        return target
+        except ReportError:
+            pass
+    return "word/document.xml"
+
+
+def _parse_xml(xml: bytes) -> etree._Element:
+    # Word never writes a DTD; a DOCTYPE or ENTITY here is an entity trick.
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+        raise ReportError("文档中含有不允许的 XML 实体声明，疑似恶意文件，已拒收", "entity")
+    try:
+        return etree.fromstring(xml, _XML_PARSER)
+    except etree.XMLSyntaxError as err:
+        raise ReportError("Word 文档内容已损坏，无法读取：请重新保存后再发送", "corrupt") from err
+
+
+# --- text as Word shows it ----------------------------------------------------------------------
+
+
+def _hidden_run(r: etree._Element) -> bool:
+    rpr = r.find(RPR)
+    if rpr is None:
+        return False
+    v = rpr.find(VANISH)
+    return v is not None and v.get(VAL, "true") not in ("0", "false", "off")
+
+
+def _inline_text(el: etree._Element, out: list[str]) -> None:
+    for child in el:
+        tag = child.tag
+        if tag == T:
+            out.append(child.text or "")
+        elif tag in HIDDEN or not isinstance(tag, str):
+            continue
+        elif tag == R:
+            if not _hidden_run(child):
+                _inline_text(child, out)
+        elif tag in (BR, CR):
+            out.append("\n")
+        elif tag in (TAB, PTAB):
+            out.append("\t")
+        elif tag == NOBREAKHYPHEN:
+            out.append("-")
+        elif tag == SDT:
+            if _showing_placeholder(child):
+                continue
+            content = child.find(SDTCONTENT)
+            if content is not None:
+                _inline_text(content, out)
+        elif tag == P:  # paragraphs inside text boxes
+            if out and out[-1] != "\n":
+                out.append("\n")
+            _inline_text(child, out)
+        else:  # runs' containers: hyperlink, ins, moveTo, fldSimple, smartTag, customXml, AlternateContent …
+            _inline_text(child, out)
+
+
+def _showing_placeholder(sdt: etree._Element) -> bool:
+    pr = sdt.find(SDTPR)
+    return pr is not None and pr.find(_w("showingPlcHdr")) is not None
+
+
+class Numbering:
+    """Automatic numbering labels (``w:numPr``), computed in document order."""
+
+    def __init__(self, numbering: etree._Element | None):
+        self.levels: dict[tuple[str, int], tuple[int, str, str]] = {}
+        self.counters: dict[str, dict[int, int]] = {}
+        self.labels: dict[etree._Element, str] = {}
+        if numbering is None:
+            return
+        abstract: dict[str, dict[int, tuple[int, str, str]]] = {}
+        for an in numbering.iter(_w("abstractNum")):
+            levels = {}
+            for lvl in an.iter(_w("lvl")):
+                ilvl = int(lvl.get(_w("ilvl"), "0") or 0)
+                start = lvl.find(_w("start"))
+                fmt = lvl.find(_w("numFmt"))
+                text = lvl.find(_w("lvlText"))
+                levels[ilvl] = (
+                    int(start.get(VAL, "1")) if start is not None and (start.get(VAL) or "").isdigit() else 1,
+                    fmt.get(VAL, "decimal") if fmt is not None else "decimal",
+                    text.get(VAL, "") if text is not None else "",
+                )
+            abstract[an.get(_w("abstractNumId"), "")] = levels
+        for num in numbering.iter(_w("num")):
+            ref = num.find(_w("abstractNumId"))
+            levels = dict(abstract.get(ref.get(VAL, "") if ref is not None else "", {}))
+            for override in num.iter(_w("lvlOverride")):
+                ilvl = int(override.get(_w("ilvl"), "0") or 0)
+                so = override.find(_w("startOverride"))
+                if so is not None and ilvl in levels and (so.get(VAL) or "").isdigit():
+                    _s, fmt, text = levels[ilvl]
+                    levels[ilvl] = (int(so.get(VAL)), fmt, text)
+            for ilvl, spec in levels.items():
+                self.levels[(num.get(_w("numId"), ""), ilvl)] = spec
+
+    def compute(self, body: etree._Element) -> None:
+        if not self.levels:
+            return
+        for p in body.iter(P):
+            ppr = p.find(PPR)
+            if ppr is None:
+                continue
+            numpr = ppr.find(_w("numPr"))
+            if numpr is None:
+                continue
+            num_id_el, ilvl_el = numpr.find(_w("numId")), numpr.find(_w("ilvl"))
+            num_id = num_id_el.get(VAL, "0") if num_id_el is not None else "0"
+            ilvl = int(ilvl_el.get(VAL, "0") or 0) if ilvl_el is not None else 0
+            if num_id == "0" or (num_id, ilvl) not in self.levels:
+                continue
+            counters = self.counters.setdefault(num_id, {})
+            counters[ilvl] = counters.get(ilvl, 0) + 1
+            for deeper in [k for k in counters if k > ilvl]:
+                del counters[deeper]
+            self.labels[p] = self._label(num_id, ilvl, counters)
+
+    def _label(self, num_id: str, ilvl: int, counters: dict[int, int]) -> str:
+        _start, fmt, text = self.levels[(num_id, ilvl)]
+        if fmt == "bullet":
+            return "•"
+        if fmt == "none":
+            return ""
+
+        def value(m: re.Match) -> str:
+            lvl = int(m.group(1)) - 1
+            start, lfmt, _t = self.levels.get((num_id, lvl), (1, "decimal", ""))
+            return _format_number(start + counters.get(lvl, 1) - 1, lfmt)
+
+        return re.sub(r"%(\d)", value, text)
+
+
+def _format_number(n: int, fmt: str) -> str:
+    from .ledger import chinese_numeral
+
+    if fmt in ("chineseCounting", "chineseCountingThousand", "chineseLegalSimplified", "ideographTraditional", "taiwaneseCountingThousand"):
+        return chinese_numeral(n) if n > 0 else str(n)
+    if fmt.startswith("decimalEnclosedCircle") and 1 <= n <= 20:
+        return chr(0x2460 + n - 1)
+    if fmt == "decimalFullWidth":
+        return "".join(chr(0xFF10 + int(d)) for d in str(n))
+    if fmt in ("lowerLetter", "upperLetter") and n > 0:
+        s = chr(ord("a") + (n - 1) % 26) * ((n - 1) // 26 + 1)
+        return s if fmt == "lowerLetter" else s.upper()
+    if fmt in ("lowerRoman", "upperRoman") and 0 < n < 40:
+        vals = [(10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")]
+        s, k = "", n
+        for v, sym in vals:
+            while k >= v:
+                s, k = s + sym, k - v
+        return s if fmt == "lowerRoman" else s.upper()
+    return str(n)
+
+
+def _paragraph_text(p: etree._Element, numbering: Numbering) -> str:
+    out: list[str] = []
+    _inline_text(p, out)
+    text = "".join(out)
+    label = numbering.labels.get(p)
+    return label + text if label else text
+
+
+def _iter_blocks(parent: etree._Element) -> Iterator[etree._Element]:
+    """Body-level paragraphs and tables in order, looking through content controls and wrappers."""
+    for child in parent:
+        tag = child.tag
+        if tag in (P, TBL):
+            yield child
+        elif tag == SDT:
+            content = child.find(SDTCONTENT)
+            if content is not None and not _showing_placeholder(child):
+                yield from _iter_blocks(content)
+        elif tag in INS_BLOCK_WRAPPERS:
+            yield from _iter_blocks(child)
+
+
+def _cell_text(tc: etree._Element, numbering: Numbering) -> str:
+    lines: list[str] = []
+    for block in _iter_blocks(tc):
+        if block.tag == P:
+            lines.append(_paragraph_text(block, numbering))
+        else:  # a table nested in the cell: its cells, row by row
+            for row in _table_rows(block):
+                seen = []
+                for cell in row:
+                    if cell.origin is cell and cell.tc not in seen:
+                        seen.append(cell.tc)
+                lines.append(" ".join(_cell_text(tc2, numbering) for tc2 in seen))
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+# --- tables as grids ----------------------------------------------------------------------------
+
+
+class Cell:
+    __slots__ = ("tc", "col", "span", "origin", "row", "_text")
+
+    def __init__(self, tc: etree._Element, col: int, span: int, row: int):
+        self.tc, self.col, self.span, self.row = tc, col, span, row
+        self.origin: Cell = self
+        self._text: str | None = None
+
+    def covers(self, col: int) -> bool:
+        return self.col <= col < self.col + self.span
+
+    def text(self, numbering: Numbering) -> str:
+        origin = self.origin
+        if origin._text is None:
+            origin._text = _cell_text(origin.tc, numbering)
+        return origin._text
+
+
+def _iter_rows(tbl: etree._Element) -> Iterator[etree._Element]:
+    for child in tbl:
+        if child.tag == TR:
+            trpr = child.find(TRPR)
+            if trpr is not None and trpr.find(_w("del")) is not None:
+                continue  # a tracked row deletion: Word no longer shows it
+            yield child
+        elif child.tag in (SDT, CUSTOMXML):
+            inner = child.find(SDTCONTENT) if child.tag == SDT else child
+            if inner is not None:
+                yield from _iter_rows(inner)
+
+
+def _iter_cells(tr: etree._Element) -> Iterator[etree._Element]:
+    for child in tr:
+        if child.tag == TC:
+            yield child
+        elif child.tag in (SDT, CUSTOMXML):
+            inner = child.find(SDTCONTENT) if child.tag == SDT else child
+            if inner is not None:
+                yield from _iter_cells(inner)
+
+
+def _int_attr(el: etree._Element | None, default: int) -> int:
+    if el is None:
+        return default
+    try:
+        return max(1, int(el.get(VAL, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
+    """Rows of cells with grid positions; vMerge continuations point at the cell they continue."""
+    rows: list[list[Cell]] = []
+    for r, tr in enumerate(_iter_rows(tbl)):
+        trpr = tr.find(TRPR)
+        col = 0
+        if trpr is not None:
+            gb = trpr.find(_w("gridBefore"))
+            col = _int_attr(gb, 0) if gb is not None else 0
+        cells: list[Cell] = []
+        for tc in _iter_cells(tr):
+            tcpr = tc.find(TCPR)
+            span, vmerge, hmerge = 1, None, None
+            if tcpr is not None:
+                span = _int_attr(tcpr.find(_w("gridSpan")), 1)
+                vm = tcpr.find(_w("vMerge"))
+                if vm is not None:
+                    vmerge = vm.get(VAL, "continue")
+                hm = tcpr.find(_w("hMerge"))
+                if hm is not None:
+                    hmerge = hm.get(VAL, "continue")
+            if hmerge == "continue" and cells:  # legacy horizontal merge: widen the previous cell
+                cells[-1].span += span
+                col += span
+                continue
+            cell = Cell(tc, col, span, r)
+            if vmerge == "continue" and rows:
+                above = next((c for c in rows[-1] if c.covers(col)), None)
+                if above is not None:
+                    cell.origin = above.origin
+            cells.append(cell)
+            col += span
+        rows.append(cells)
+    return rows
+
+
+def _cell_at(row: list[Cell], col: int) -> Cell | None:
+    for cell in row:
+        if cell.covers(col):
+            return cell
+    return None
+
+
+# --- the ledger table ---------------------------------------------------------------------------
+
+# Column roles, tried in order against the header text with whitespace removed.
+ROLE_PATTERNS = [
+    ("progress", re.compile(r"进展|落实情况|完成情况|推进情况|工作情况")),
+    ("number", re.compile(r"^(序号|编号|序|No\.?)$", re.I)),
+    ("item", re.compile(r"重点工作|重点任务|工作事项|大项")),
+    ("content", re.compile(r"主要内容|任务内容|工作内容|^内容$")),
+    ("indicator", re.compile(r"量化指标|指标")),
+    ("units", re.compile(r"责任单位|牵头单位|单位")),
+    ("deadline", re.compile(r"完成时限|时限|完成时间")),
+]
+SECTION_RE = re.compile(r"^[一二三四五六七八九十]+[、.．]")
+
+
+def _header_roles(row: list[Cell], numbering: Numbering) -> dict[str, int] | None:
+    roles: dict[str, int] = {}
+    for cell in row:
+        if cell.origin is not cell:
+            continue
+        key = normalize_text(cell.text(numbering))
+        if not key or len(key) > 12:
+            continue
+        for role, pattern in ROLE_PATTERNS:
+            if pattern.search(key):
+                roles.setdefault(role, cell.col)
+                break
+    if "progress" in roles and ("number" in roles or "content" in roles):
+        return roles
+    return None
+
+
+def _parse_number(text: str) -> int | None:
+    s = unicodedata.normalize("NFKC", text).strip()
+    s = s.strip("()（）[]【】 \t\n").rstrip(".、，,:：)） ").lstrip("(（第")
+    s = s.removesuffix("项")
+    return int(s) if s.isdigit() and len(s) <= 4 else None
+
+
+def _row_key(row: list[Cell]) -> tuple:
+    return tuple(id(c.origin) for c in row)
+
+
+def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None, numbering: etree._Element | None = None) -> ParsedReport:
+    """Read a parsed document.xml into a report (raises ReportError when there is no ledger table)."""
+    body = document.find(_w("body"))
+    if body is None:
+        raise ReportError("Word 文档内容为空：请使用下发的台账模板填报", "not_ledger")
+    nums = Numbering(numbering)
+    nums.compute(body)
+    blocks = list(_iter_blocks(body))
+    tables = [b for b in blocks if b.tag == TBL]
+    nested = [t for top in tables for t in top.iter(TBL) if t is not top]
+
+    ledger_idx, roles, header_row_idx, grids = None, None, None, {}
+    for idx, tbl in enumerate(tables + nested):
+        grid = grids.setdefault(id(tbl), _table_rows(tbl))
+        for r, row in enumerate(grid[:6]):
+            found = _header_roles(row, nums)
+            if found:
+                ledger_idx, roles, header_row_idx = idx, found, r
+                break
+        if roles:
+            break
+    if roles is None or ledger_idx is None:
+        raise ReportError(
+            "附件中没有找到台账表格（表头应含「序号」「主要内容」和「进展落实情况」）：请使用下发的台账模板填报", "not_ledger"
+        )
+    all_tables = tables + nested
+    ledger_tbl = all_tables[ledger_idx]
+    ledger_grid = grids[id(ledger_tbl)]
+    header_width = len([c for c in ledger_grid[header_row_idx] if c.origin is c])
+
+    # The ledger table, then the tables that continue it (split per section, header only in the first).
+    segments: list[tuple[list[list[Cell]], int]] = [(ledger_grid, header_row_idx + 1)]
+    if ledger_idx < len(tables):
+        for tbl in tables[ledger_idx + 1:]:
+            grid = grids.setdefault(id(tbl), _table_rows(tbl))
+            if not grid:
+                continue
+            widths = {len(row) for row in grid if len({id(c.origin) for c in row}) > 1}
+            if header_width in widths or any(_header_roles(row, nums) for row in grid[:3]):
+                segments.append((grid, 0))
+
+    warnings: list[str] = []
+    found_entries: dict[int, Entry] = {}
+    unmatched = 0
+    merged_progress: dict[int, list[int]] = {}
+    for grid, start in segments:
+        for r in range(start, len(grid)):
+            row = grid[r]
+            relabel = _header_roles(row, nums)
+            if relabel:
+                roles = relabel
+                continue
+            origins = {id(c.origin) for c in row}
+            first_text = row[0].text(nums) if row else ""
+            if len(origins) <= 1 or SECTION_RE.match(normalize_text(first_text)) and _parse_number(first_text) is None:
+                continue  # section row (一、…) or an empty row
+            task = _task_of_row(row, roles, nums, ledger, warnings)
+            pcell = _cell_at(row, roles["progress"])
+            progress = pcell.text(nums) if pcell is not None else ""
+            if task is None:
+                if progress:
+                    unmatched += 1
+                    snippet = progress.replace("\n", " ")[:30]
+                    warnings.append(f"有一行无法对应到台账任务（序号和主要内容都无法识别），其进展内容未记录：「{snippet}」")
+                continue
+            if pcell is not None and pcell.origin is not pcell or (pcell is not None and _spans_rows(pcell, grid, r)):
+                merged_progress.setdefault(id(pcell.origin), []).append(task)
+            previous = found_entries.get(task)
+            if previous is None:
+                found_entries[task] = Entry(task, progress)
+            elif progress and progress != previous.progress:
+                if previous.progress:
+                    warnings.append(f"任务{task}在表格中出现了不止一次，已采用第一处填写的内容")
+                else:
+                    found_entries[task] = Entry(task, progress)
+    for tasks in merged_progress.values():
+        if len(tasks) > 1:
+            listed = "、".join(str(t) for t in sorted(tasks))
+            warnings.append(f"任务{listed}的「进展落实情况」是一个合并单元格，已将同一内容分别记入每项任务，建议分开填写")
+
+    unit_text, contact, phone = _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums)
+    unit_name, matched = unit_text, False
+    if unit_text and roster is not None:
+        unit = roster.match(unit_text)
+        if unit is not None:
+            unit_name, matched = unit.name, True
+    entries = [found_entries[k] for k in sorted(found_entries)]
+    return ParsedReport(
+        unit=unit_name,
+        unit_as_written=unit_text,
+        unit_matched=matched,
+        contact=contact,
+        phone=phone,
+        entries=entries,
+        warnings=warnings,
+    )
+
+
+def _spans_rows(cell: Cell, grid: list[list[Cell]], r: int) -> bool:
+    if r + 1 < len(grid):
+        below = _cell_at(grid[r + 1], cell.col)
+        return below is not None and below.origin is cell.origin
+    return False
+
+
+def _task_of_row(row: list[Cell], roles: dict[str, int], nums: Numbering, ledger: Ledger, warnings: list[str]) -> int | None:
+    number = None
+    if "number" in roles:
+        ncell = _cell_at(row, roles["number"])
+        if ncell is not None and ncell.origin is ncell:
+            number = _parse_number(ncell.text(nums))
+    by_content = None
+    if "content" in roles:
+        ccell = _cell_at(row, roles["content"])
+        if ccell is not None:
+            by_content = ledger.match_content(ccell.text(nums))
+    if number is not None and ledger.task(number) is not None:
+        if by_content is not None and by_content != number:
+            warnings.append(f"表格中序号为{number}的一行，其主要内容属于任务{by_content}，已按主要内容记为任务{by_content}")
+            return by_content
+        return number
+    return by_content
+
+
+# --- 填报单位 / 联系人 / 联系电话 -------------------------------------------------------------------
+
+_LABEL_STOP = r"(?=\s*(?:联\s*系\s*人|联\s*系\s*电\s*话|电\s*话|手\s*机|填\s*报\s*(?:日\s*期|时\s*间|人)|日\s*期)|\s*$)"
+UNIT_RE = re.compile(r"填\s*报\s*单\s*位(?:\s*名\s*称)?\s*(?:[（(][^）)\n]{0,6}[）)])?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
+CONTACT_RE = re.compile(r"联\s*系\s*人\s*(?:姓名)?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
+PHONE_RE = re.compile(r"(?:联\s*系\s*电\s*话|电\s*话|手\s*机)\s*(?:号码)?\s*[:：]?[ \t　]*(?P<v>[0-9０-９\-－—+＋()（）、/ 　]*[0-9０-９])", re.M)
+_SEAL = re.compile(r"[（(【\[]\s*(?:单位)?(?:盖章|公章|签章|章|加盖公章)\s*[)）】\]]")
+
+
+def _clean_value(value: str | None) -> str | None:
+    if value is None:
+        return None
+    v = _SEAL.sub("", value)
+    v = re.sub(r"[_＿]+", " ", v)
+    v = v.strip(" \t　:：,，;；、")
+    v = re.sub(r"\s{2,}", " ", v)
+    return v or None
+
+
+def _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering) -> tuple[str | None, str | None, str | None]:
+    before: list[str] = []
+    after: list[str] = []
+    target = before
+    for block in blocks:
+        if block is ledger_tbl:
+            for row in ledger_grid[:header_row_idx]:  # a 填报单位 row inside the ledger table, above its header
+                before.append(_row_line(row, nums))
+            target = after
+            continue
+        if block.tag == P:
+            target.append(_paragraph_text(block, nums))
+        elif target is before:
+            for row in _table_rows(block):
+                before.append(_row_line(row, nums))
+    for text in ("\n".join(before), "\n".join(after[:20])):
+        unit = _search(UNIT_RE, text)
+        if unit is not None or "填报单位" in normalize_text(text):
+            return _clean_value(unit), _clean_value(_search(CONTACT_RE, text)), _clean_phone(_search(PHONE_RE, text))
+    return None, None, None
+
+
+def _row_line(row: list[Cell], nums: Numbering) -> str:
+    parts, seen = [], set()
+    for cell in row:
+        if id(cell.origin) in seen:
+            continue
+        seen.add(id(cell.origin))
+        parts.append(cell.text(nums).replace("\n", " "))
+    return "  ".join(parts)
+
+
+def _search(pattern: re.Pattern, text: str) -> str | None:
+    m = pattern.search(text)
+    return m.group("v") if m else None
+
+
+def _clean_phone(value: str | None) -> str | None:
+    if not value:
+        return None
+    v = unicodedata.normalize("NFKC", value).replace("—", "-").strip(" 、/")
+    return v or None

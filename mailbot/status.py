@@ -1,0 +1,48 @@
+"""Who has reported, on time or late, and what each unit still owes: units × rounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from . import store
+from .config import Config, Round
+
+
+def status_table(cfg: Config, db, rounds: list[Round], now: dt.datetime) -> dict:
+    times = store.unit_report_times(db)
+    progress: dict[tuple[str, str], set[int]] = {}
+    for row in db.query("SELECT round, unit, task FROM progress WHERE progress != ''"):
+        progress.setdefault((row["round"], row["unit"]), set()).add(row["task"])
+    units = []
+    counts = {r.name: {"on_time": 0, "late": 0, "missing": 0, "pending": 0, "total": 0} for r in rounds}
+    for unit in cfg.roster:
+        tasks = cfg.roster.tasks_of(unit, cfg.ledger)
+        per_round = {}
+        for rnd in rounds:
+            first, latest, n = times.get((rnd.name, unit.name), (None, None, 0))
+            if first:
+                state = "late" if rnd.is_late(dt.datetime.fromisoformat(first)) else "on_time"
+            else:
+                state = "missing" if now >= rnd.deadline_end else "pending"
+            done = progress.get((rnd.name, unit.name), set())
+            per_round[rnd.name] = {
+                "state": state,
+                "first": _local(cfg, first),
+                "latest": _local(cfg, latest),
+                "reports": n,
+                "missing_tasks": [t for t in tasks if t not in done],
+            }
+            counts[rnd.name][state] += 1
+            counts[rnd.name]["total"] += 1
+        units.append({"unit": unit.name, "kind": unit.kind, "rounds": per_round})
+    return {
+        "now": store.iso(now),
+        "rounds": [{"name": r.name, "deadline": r.deadline.isoformat(), "counts": counts[r.name]} for r in rounds],
+        "units": units,
+    }
+
+
+def _local(cfg: Config, stamp: str | None) -> str | None:
+    if not stamp:
+        return None
+    return dt.datetime.fromisoformat(stamp).astimezone(cfg.tz).strftime("%m-%d %H:%M")

@@ -1,0 +1,207 @@
+"""SQLite state (sqlite-utils): messages, reports, progress with history, outbox.
+
+Progress is keyed by (round, unit, task). ``progress`` holds the current text,
+``progress_history`` every version with the report and message it came from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import sqlite_utils
+
+SCHEMA_VERSION = 1
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def iso(t: dt.datetime) -> str:
+    return t.isoformat(timespec="seconds")
+
+
+def open_db(path: str | os.PathLike) -> sqlite_utils.Database:
+    """Open (and create or migrate) the state database: WAL, foreign keys, busy timeout."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(path)
+    db.conn.execute("PRAGMA busy_timeout = 30000")
+    db.conn.execute("PRAGMA foreign_keys = ON")
+    if db.journal_mode != "wal":
+        db.enable_wal()
+    db.conn.execute("PRAGMA synchronous = FULL")
+    ensure_schema(db)
+    return db
+
+
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return
+    with db.atomic():
+        db["messages"].create(
+            {
+                "id": int,
+                "sha256": str,
+                "message_id": str,
+                "source": str,
+                "folder": str,
+                "uidvalidity": int,
+                "uid": int,
+                "received_at": str,
+                "from_addr": str,
+                "from_name": str,
+                "subject": str,
+                "status": str,
+                "reason": str,
+                "reason_code": str,
+                "unit": str,
+                "verified": int,
+                "round": str,
+                "late": int,
+                "archive_path": str,
+                "duplicate_of": int,
+                "warnings": str,
+                "files": str,
+                "processed_at": str,
+            },
+            pk="id",
+            not_null={"sha256", "status", "received_at", "processed_at"},
+            foreign_keys=[("duplicate_of", "messages", "id")],
+            if_not_exists=True,
+        )
+        db["messages"].create_index(["sha256"], if_not_exists=True)
+        db["messages"].create_index(["message_id"], if_not_exists=True)
+        db["messages"].create_index(["folder", "uidvalidity", "uid"], if_not_exists=True)
+        db["reports"].create(
+            {
+                "id": int,
+                "message": int,
+                "round": str,
+                "unit": str,
+                "verified": int,
+                "late": int,
+                "received_at": str,
+                "filename": str,
+                "file_sha256": str,
+                "unit_as_written": str,
+                "contact": str,
+                "phone": str,
+                "converted_from": str,
+                "filled": int,
+                "warnings": str,
+            },
+            pk="id",
+            not_null={"message", "round", "unit", "received_at"},
+            foreign_keys=[("message", "messages", "id")],
+            if_not_exists=True,
+        )
+        db["reports"].create_index(["round", "unit"], if_not_exists=True)
+        db["progress"].create(
+            {"round": str, "unit": str, "task": int, "progress": str, "report": int, "received_at": str, "message_id": str},
+            pk=("round", "unit", "task"),
+            foreign_keys=[("report", "reports", "id")],
+            if_not_exists=True,
+        )
+        db["progress_history"].create(
+            {"id": int, "round": str, "unit": str, "task": int, "progress": str, "report": int, "received_at": str},
+            pk="id",
+            foreign_keys=[("report", "reports", "id")],
+            if_not_exists=True,
+        )
+        db["progress_history"].create_index(["round", "unit", "task"], if_not_exists=True)
+        db["outbox"].create(
+            {
+                "id": int,
+                "dedupe_key": str,
+                "kind": str,
+                "unit": str,
+                "round": str,
+                "message": int,
+                "to_addrs": str,
+                "cc_addrs": str,
+                "subject": str,
+                "body_text": str,
+                "body_html": str,
+                "msgid": str,
+                "in_reply_to": str,
+                "references": str,
+                "attachments": str,
+                "status": str,
+                "attempts": int,
+                "next_attempt_at": str,
+                "last_error": str,
+                "created_at": str,
+                "sent_at": str,
+            },
+            pk="id",
+            not_null={"dedupe_key", "kind", "status", "created_at"},
+            foreign_keys=[("message", "messages", "id")],
+            defaults={"status": "pending", "attempts": 0},
+            if_not_exists=True,
+        )
+        db["outbox"].create_index(["dedupe_key"], unique=True, if_not_exists=True)
+        db["outbox"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+
+def find_duplicate(db: sqlite_utils.Database, sha256: str, message_id: str | None) -> dict | None:
+    """The earlier message with the same bytes or the same Message-ID, if any."""
+    rows = list(db.query("SELECT * FROM messages WHERE sha256 = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [sha256]))
+    if not rows and message_id:
+        rows = list(
+            db.query("SELECT * FROM messages WHERE message_id = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [message_id])
+        )
+    return rows[0] if rows else None
+
+
+def current_progress(db: sqlite_utils.Database, round_name: str, unit: str) -> dict[int, str]:
+    return {
+        r["task"]: r["progress"]
+        for r in db.query("SELECT task, progress FROM progress WHERE round = ? AND unit = ?", [round_name, unit])
+    }
+
+
+def unit_report_times(db: sqlite_utils.Database) -> dict[tuple[str, str], tuple[str, str, int]]:
+    """(round, unit) → (first report time, latest report time, count) over accepted reports."""
+    return {
+        (r["round"], r["unit"]): (r["first"], r["latest"], r["n"])
+        for r in db.query(
+            "SELECT round, unit, MIN(received_at) AS first, MAX(received_at) AS latest, COUNT(*) AS n FROM reports GROUP BY round, unit"
+        )
+    }
+
+
+def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
+    return db[table].insert(row).last_pk
+
+
+def record_progress(db, round_name: str, unit: str, entries: Iterable[tuple[int, str]], report_id: int, received_at: str, message_id: str) -> None:
+    for task, text in entries:
+        db["progress"].upsert(
+            {"round": round_name, "unit": unit, "task": task, "progress": text, "report": report_id, "received_at": received_at, "message_id": message_id},
+            pk=("round", "unit", "task"),
+        )
+        db["progress_history"].insert(
+            {"round": round_name, "unit": unit, "task": task, "progress": text, "report": report_id, "received_at": received_at}
+        )
+
+
+def export_rows(db: sqlite_utils.Database) -> list[dict]:
+    """The current text per (round, unit, task), the `export --format json` contract."""
+    return list(
+        db.query(
+            "SELECT round, unit, task, progress, received_at, message_id FROM progress ORDER BY round, unit, task"
+        )
+    )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
