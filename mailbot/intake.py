@@ -25,7 +25,7 @@ from .config import Config, Round
 from .convert import REFUSALS, ZipLimits
 from .errors import ReportError
 from .ledger import Unit
-from .mime import Extracted, FoundFile, Limits, decode_header, extract_files, load_message, parse_address
+from .mime import Extracted, FoundFile, Limits, decode_header, extract_files, header, load_message, parse_address, raw_header
 from .outbox import queue_mail
 from .reports import ParsedReport, parse_document
 
@@ -46,6 +46,8 @@ class IngestResult:
     message_row: int | None = None
     verified: bool = False
     late: bool = False
+    replaced: bool = False  # the unit had already reported in this round
+    kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -186,9 +188,9 @@ def ingest(
     """Process one raw message exactly once into a recorded status (see module docstring)."""
     digest, archive_path = archive(cfg.state_dir, raw)
     msg = load_message(raw)
-    message_id = decode_header(msg.get("Message-ID")).strip() or None
-    subject = decode_header(msg.get("Subject"))
-    from_name, from_addr = parse_address(msg.get("From"))
+    message_id = header(msg, "Message-ID") or None
+    subject = header(msg, "Subject")
+    from_name, from_addr = parse_address(raw_header(msg, "From"))
     received = received_at or received_time(msg, store.now_utc())
     base = {
         "sha256": digest,
@@ -319,7 +321,9 @@ def _classify(cfg, db, msg, raw, base, from_addr, subject, received):
     for cand in candidates:
         if cand.error is not None and cand is not chosen:
             result.warnings.append(f"附件「{cand.file.name}」未能读取：{cand.error}")
-    result.late = cfg.round_named(rnd.name).is_late(received)
+    if not verified:
+        result.warnings.append(f"发件地址 {from_addr} 不是「{unit.name}」登记的邮箱，已按表中填报单位登记，回执同时抄送登记邮箱")
+    result.late = rnd.is_late(received)
     return result, candidates, extracted, chosen
 
 
@@ -411,8 +415,8 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     )
     result.tasks = [e.task for e in filled]
     result.missing = _missing(cfg, db, result.round, result.unit)
-    result._replaced = bool(before)  # type: ignore[attr-defined]
-    result._kept = sorted(t for t, text in before.items() if text and t not in result.tasks)  # type: ignore[attr-defined]
+    result.replaced = bool(before)
+    result.kept = sorted(t for t, text in before.items() if text and t not in result.tasks)
 
 
 def _short(text: str, n: int) -> str:
@@ -450,15 +454,13 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
         "sender": from_addr,
         "verified": result.verified,
     }
-    refs = decode_header(msg.get("References"))
+    refs = header(msg, "References")
     if result.status == "accepted":
-        if not result.verified:
-            result.warnings.append(f"发件地址 {from_addr} 不是本单位登记的邮箱")
         ctx = dict(
             common,
             late=result.late,
-            replaced=getattr(result, "_replaced", False),
-            kept=getattr(result, "_kept", []),
+            replaced=result.replaced,
+            kept=result.kept,
             recorded=[
                 {"number": e.task, "excerpt": _short(e.progress, 40)} for e in chosen.report.filled
             ],

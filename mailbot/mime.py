@@ -91,6 +91,21 @@ def decode_header(value) -> str:
     return _CONTROL.sub("", text).replace("\r", " ").replace("\n", " ").strip()
 
 
+def raw_header(msg: email.message.Message, name: str, index: int = 0) -> str | None:
+    """A header's value as it came (compat32 would wrap 8-bit values in a lossy Header object)."""
+    lname = name.lower()
+    found = [v for k, v in msg.raw_items() if k.lower() == lname]
+    if not found or index >= len(found):
+        return None
+    value = found[index]
+    return value if isinstance(value, str) else str(value)
+
+
+def header(msg: email.message.Message, name: str) -> str:
+    """A header decoded to text (see decode_header)."""
+    return decode_header(raw_header(msg, name))
+
+
 def parse_address(value) -> tuple[str, str]:
     """(display name, lower-case address) of a From/Reply-To header."""
     text = decode_header(value)
@@ -115,17 +130,38 @@ def _decode_param(value) -> str | None:
     return decode_header(email.utils.unquote(value)) if "=?" in value else decode_bytes(_raw_bytes(email.utils.unquote(value)))[0]
 
 
+def _param_view(part: email.message.Message, name: str) -> email.message.Message | None:
+    """A header re-read from its raw bytes (decoded utf-8 → gb18030), so 8-bit parameters survive."""
+    raw = raw_header(part, name)
+    if raw is None:
+        return None
+    view = email.message.Message()
+    text = raw
+    if any("\udc80" <= c <= "\udcff" for c in raw):
+        text = decode_bytes(_raw_bytes(raw))[0]
+    view[name] = _CONTROL.sub("", text.replace("\r", "").replace("\n", " "))
+    return view
+
+
 def attachment_name(part: email.message.Message) -> str | None:
     """The file name of a MIME part from Content-Disposition filename, else Content-Type name."""
-    for header, param in (("content-disposition", "filename"), ("content-type", "name")):
+    for header_name, param in (("Content-Disposition", "filename"), ("Content-Type", "name")):
+        view = _param_view(part, header_name)
+        if view is None:
+            continue
         try:
-            value = part.get_param(param, header=header)
+            value = view.get_param(param, header=header_name)
         except (ValueError, TypeError, IndexError):
             value = None
         name = _decode_param(value)
         if name:
             return name
     return None
+
+
+def content_type(part: email.message.Message) -> str:
+    view = _param_view(part, "Content-Type")
+    return (view.get_content_type() if view is not None else part.get_default_type()).lower()
 
 
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f<>:\"|?*]")
@@ -233,7 +269,13 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
         if parts_seen[0] > limits.max_attachments * 4 or depth > limits.max_depth:
             result.truncated = True
             return
-        ctype = (part.get_content_type() or "").lower()
+        ctype = content_type(part)
+        if ctype == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, email.message.Message):
+                walk(inner, f"{where}（转发的邮件）", depth + 1)
+            return
         if part.is_multipart():
             payload = part.get_payload()
             if isinstance(payload, list):
@@ -241,14 +283,8 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
                     if isinstance(sub, email.message.Message):
                         walk(sub, where, depth + 1)
             return
-        if ctype == "message/rfc822":
-            payload = part.get_payload()
-            inner = payload[0] if isinstance(payload, list) and payload else None
-            if isinstance(inner, email.message.Message):
-                walk(inner, f"{where}（转发的邮件）", depth + 1)
-            return
         name = attachment_name(part)
-        disposition = (part.get("Content-Disposition") or "").split(";")[0].strip().lower()
+        disposition = (raw_header(part, "Content-Disposition") or "").split(";")[0].strip().lower()
         if name is None and (ctype.startswith("text/") or ctype.startswith("multipart/")) and disposition != "attachment":
             if ctype == "text/plain" and len(result.body_text) < 20000:
                 raw = part.get_payload(decode=True) or b""

@@ -127,34 +127,17 @@ def forward(inner: bytes, *, sender: str, subject: str = "转发：台账") -> b
     return bytes(msg)
 
 
+class _GbkZipInfo(zipfile.ZipInfo):
+    def _encodeFilenameFlags(self):  # write GBK bytes without the UTF-8 flag, as Windows tools do
+        return self.filename.encode("gbk"), self.flag_bits & ~0x800
+
+
 def zip_gbk(members: dict[str, bytes]) -> bytes:
     """A zip as Chinese Windows tools write it: GBK names, no UTF-8 flag (QUIRKS 12)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in members.items():
-            info = zipfile.ZipInfo(name, date_time=(2023, 8, 10, 9, 0, 0))
+            info = _GbkZipInfo(name, date_time=(2023, 8, 10, 9, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)
-    raw = bytearray(buf.getvalue())
-    # zipfile writes non-ASCII names as UTF-8 with flag 0x800; rewrite them as GBK without the flag.
-    out = io.BytesIO()
-    with zipfile.ZipFile(io.BytesIO(bytes(raw))) as src:
-        entries = [(i, src.read(i)) for i in src.infolist()]
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for info, data in entries:
-            zf.writestr(info, data)
-    data = out.getvalue()
-    for info, _ in entries:
-        utf8 = info.filename.encode("utf-8")
-        gbk = info.filename.encode("gbk")
-        if utf8 != gbk:
-            data = data.replace(utf8, gbk.ljust(len(utf8), b"_")) if len(gbk) <= len(utf8) else data
-    # clear the UTF-8 flag (bit 11) in local and central headers
-    b = bytearray(data)
-    for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
-        start = 0
-        while (i := b.find(sig, start)) != -1:
-            flags = int.from_bytes(b[i + off : i + off + 2], "little") & ~0x800
-            b[i + off : i + off + 2] = flags.to_bytes(2, "little")
-            start = i + 4
-    return bytes(b)
+    return buf.getvalue()

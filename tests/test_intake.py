@@ -1,0 +1,305 @@
+"""Message intake: every status, unit identification, rounds, encodings, history, replies."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mailbuilder as mb
+from mailbot import store
+from mailbot.intake import ingest
+
+ALL = {t: f"任务{t}已按要求落实，发布信息{t}条。" for t in range(1, 31)}
+
+
+def docx_bytes(make_report, progress=ALL, **kw) -> bytes:
+    return make_report(progress, **kw).read_bytes()
+
+
+def outbox(db):
+    return list(db.query("SELECT * FROM outbox ORDER BY id"))
+
+
+def test_accepted_on_time_records_all_tasks_and_queues_ack(cfg, db, make_report):
+    raw = mb.simple(attachments=[("民政局台账.docx", docx_bytes(make_report))], date=mb.when("2023-08-10"))
+    res = ingest(cfg, db, raw)
+    mz_tasks = cfg.roster.tasks_of("民政局", cfg.ledger)
+    assert res.as_dict() == {
+        "status": "accepted",
+        "unit": "民政局",
+        "round": "年中",
+        "tasks": list(range(1, 31)),
+        "missing": [],
+        "reason": None,
+    }
+    assert res.verified and not res.late
+    assert 3 in mz_tasks and 4 in mz_tasks and 2 not in mz_tasks and 20 not in mz_tasks
+    rows = store.export_rows(db)
+    assert len(rows) == 30 and rows[0]["progress"] == ALL[1]
+    [ack] = outbox(db)
+    assert ack["kind"] == "ack" and json.loads(ack["to_addrs"]) == ["mzj@xixia.example"]
+    assert json.loads(ack["cc_addrs"]) == []
+    assert "按时" in ack["subject"] and "民政局" in ack["subject"]
+    assert "已收到并登记" in ack["body_text"] and "2023年8月10日 10:00" in ack["body_text"]
+    assert ack["in_reply_to"].startswith("<") and ack["msgid"].startswith("<mailbot.")
+
+
+def test_archive_written_before_and_kept(cfg, db, make_report):
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))])
+    res = ingest(cfg, db, raw)
+    row = db["messages"].get(res.message_row)
+    assert open(row["archive_path"], "rb").read() == raw
+
+
+def test_late_report_after_deadline_is_late_nianzhong(cfg, db, make_report):
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))], date=mb.when("2023-08-20"))
+    res = ingest(cfg, db, raw)
+    assert (res.status, res.round, res.late) == ("accepted", "年中", True)
+    assert "逾期" in outbox(db)[0]["subject"]
+
+
+def test_deadline_day_is_on_time_and_next_round_by_opens(cfg, db, make_report):
+    a = ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report))], date=mb.when("2023-08-15", 23)))
+    assert (a.round, a.late) == ("年中", False)
+    b = ingest(
+        cfg, db, mb.simple(subject="年底", attachments=[("b.docx", docx_bytes(make_report, {1: "年底进展"}))], date=mb.when("2023-12-01"))
+    )
+    assert (b.round, b.late) == ("年底", False)
+
+
+def test_received_header_beats_date_header(cfg, db, make_report):
+    # The sender's clock says 10 Aug; our server received it on 16 Aug: late.
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))], date=mb.when("2023-08-10"), received=mb.when("2023-08-16", 9))
+    res = ingest(cfg, db, raw)
+    assert res.late and res.round == "年中"
+
+
+def test_partial_report_lists_missing_then_resubmission_replaces(cfg, db, make_report):
+    first = ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report, {1: "初稿1", 3: "初稿3"}))]))
+    mine = cfg.roster.tasks_of("民政局", cfg.ledger)
+    assert first.tasks == [1, 3]
+    assert first.missing == [t for t in mine if t not in (1, 3)]
+    ack = outbox(db)[0]["body_text"]
+    assert "尚未填写进展落实情况" in ack and "任务4：" in ack
+    second = ingest(
+        cfg, db, mb.simple(subject="更正", body="更正版", attachments=[("b.docx", docx_bytes(make_report, {1: "终稿1", 4: "终稿4"}))])
+    )
+    assert second.tasks == [1, 4] and second.replaced and second.kept == [3]
+    current = {(r["task"]): r["progress"] for r in store.export_rows(db)}
+    assert current == {1: "终稿1", 3: "初稿3", 4: "终稿4"}
+    history = [r["progress"] for r in db.query("SELECT progress FROM progress_history WHERE task = 1 ORDER BY id")]
+    assert history == ["初稿1", "终稿1"]
+    body = outbox(db)[1]["body_text"]
+    assert "已更新你单位此前报送的内容" in body and "保留你单位此前报送的内容：3" in body
+
+
+def test_duplicate_same_bytes_and_same_message_id(cfg, db, make_report):
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))], message_id="<same@x.example>")
+    assert ingest(cfg, db, raw).status == "accepted"
+    again = ingest(cfg, db, raw)
+    assert again.status == "duplicate" and again.unit == "民政局" and again.round == "年中"
+    # the same Message-ID seen in another folder with an extra header
+    other = b"X-Folder-Copy: junk\r\n" + raw
+    assert ingest(cfg, db, other).status == "duplicate"
+    assert len(outbox(db)) == 1
+    assert [r["status"] for r in db.query("SELECT status FROM messages ORDER BY id")] == ["accepted", "duplicate", "duplicate"]
+
+
+@pytest.mark.parametrize(
+    "headers,subject,sender",
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Re: 回执", "mzj@xixia.example"),
+        ({"X-Autoreply": "yes"}, "回执", "mzj@xixia.example"),
+        ({"Precedence": "bulk"}, "通知", "mzj@xixia.example"),
+        ({}, "自动回复：回执", "mzj@xixia.example"),
+        ({}, "Automatic reply: 回执", "mzj@xixia.example"),
+        ({}, "Undelivered Mail Returned to Sender", "MAILER-DAEMON@xixia.example"),
+        ({"X-Mailbot-Loop": "xxqzwgk001@163.com"}, "【回执】民政局", "mzj@xixia.example"),
+        ({}, "我们自己的邮件", "xxqzwgk001@163.com"),
+    ],
+)
+def test_automatic_and_own_mail_ignored_without_reply(cfg, db, make_report, headers, subject, sender):
+    raw = mb.simple(sender=sender, subject=subject, headers=headers, attachments=[("a.docx", docx_bytes(make_report))])
+    res = ingest(cfg, db, raw)
+    assert res.status == "ignored" and res.reason
+    assert outbox(db) == [] and store.export_rows(db) == []
+
+
+def test_qq_vacation_reply_ignored(cfg, db):
+    raw = mb.simple(subject="Re: 回执", body="这是来自QQ邮箱的假期自动回复邮件。您好，我最近正在休假中")
+    assert ingest(cfg, db, raw).status == "ignored"
+
+
+def test_unknown_sender_naming_no_unit_quarantined_silently(cfg, db, make_report):
+    raw = mb.simple(sender="stranger@spam.example", subject="hello", attachments=[("x.docx", docx_bytes(make_report, unit="某某公司"))])
+    res = ingest(cfg, db, raw)
+    assert res.status == "quarantined" and res.unit is None and "不在单位名册" in res.reason
+    assert outbox(db) == [] and store.export_rows(db) == []
+
+
+def test_unknown_sender_naming_unit_accepted_unverified_and_cc_unit(cfg, db, make_report):
+    raw = mb.simple(sender="someone@qq.example", subject="台账", attachments=[("x.docx", docx_bytes(make_report, unit="西夏区司法局（盖章）"))])
+    res = ingest(cfg, db, raw)
+    assert (res.status, res.unit, res.verified) == ("accepted", "司法局", False)
+    [ack] = outbox(db)
+    assert json.loads(ack["to_addrs"]) == ["someone@qq.example"]
+    assert json.loads(ack["cc_addrs"]) == ["sfj@xixia.example"]
+    assert "不是「司法局」登记的邮箱" in ack["body_text"]
+
+
+def test_unknown_sender_unit_named_in_subject_only(cfg, db, make_report):
+    raw = mb.simple(sender="someone@qq.example", subject="兴泾镇 2023年中台账", attachments=[("x.docx", docx_bytes(make_report, unit="", header_style="blank"))])
+    res = ingest(cfg, db, raw)
+    assert (res.status, res.unit, res.verified) == ("accepted", "兴泾镇", False)
+
+
+def test_forged_roster_sender_failing_authentication_quarantined(cfg, db, make_report):
+    raw = b"Authentication-Results: mx.163.com; spf=fail smtp.mailfrom=mzj@xixia.example; dkim=none\r\n" + mb.simple(
+        attachments=[("a.docx", docx_bytes(make_report))]
+    )
+    res = ingest(cfg, db, raw)
+    assert res.status == "quarantined" and "spf=fail" in res.reason
+    assert outbox(db) == [] and store.export_rows(db) == []
+
+
+def test_lower_authentication_results_from_sender_not_trusted(cfg, db, make_report):
+    # Only the topmost header is our server's; a "pass" forged below does not help, a "fail" below does not hurt.
+    raw = b"Authentication-Results: mx.163.com; spf=pass; dkim=pass\r\nAuthentication-Results: evil; dmarc=fail\r\n" + mb.simple(
+        attachments=[("a.docx", docx_bytes(make_report))]
+    )
+    assert ingest(cfg, db, raw).status == "accepted"
+
+
+@pytest.mark.parametrize(
+    "attachments,code,words",
+    [
+        ([], "no_attachment", "没有附件"),
+        ([("report.pdf", b"%PDF-1.4\n1 0 obj\n")], "pdf", "PDF"),
+        ([("photo.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF")], "image", "图片"),
+        ([("r.rar", b"Rar!\x1a\x07\x00xxxx")], "rar", "RAR"),
+        ([("notes.txt", b"just text")], "not_document", "不是 Word"),
+    ],
+)
+def test_known_sender_without_usable_report_rejected_with_reason(cfg, db, attachments, code, words):
+    res = ingest(cfg, db, mb.simple(attachments=attachments))
+    assert res.status == "rejected"
+    row = db["messages"].get(res.message_row)
+    assert row["reason_code"] == code and words in res.reason
+    [reply] = outbox(db)
+    assert reply["kind"] == "reject" and words in reply["body_text"] and "【退回】" in reply["subject"]
+    assert res.missing == cfg.roster.tasks_of("民政局", cfg.ledger)
+
+
+def test_empty_form_rejected(cfg, db, make_report):
+    res = ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report, {}))]))
+    assert res.status == "rejected" and "全部为空" in res.reason
+
+
+def test_not_a_ledger_rejected(cfg, db, tmp_path):
+    from docx import Document
+
+    doc = Document()
+    doc.add_paragraph("关于报送工作总结的函")
+    doc.save(tmp_path / "letter.docx")
+    res = ingest(cfg, db, mb.simple(attachments=[("letter.docx", (tmp_path / "letter.docx").read_bytes())]))
+    assert res.status == "rejected" and "没有找到台账表格" in res.reason
+
+
+def test_foxmail_gbk_labelled_gb2312_subject_and_filename(cfg, db, make_report):
+    name = "西夏区民政局台账（喆堃镕）.docx"  # GBK-only characters under a gb2312 label
+    raw = mb.foxmail_gbk(sender="mzj@xixia.example", subject="民政局报送：喆堃镕", filename=name, data=docx_bytes(make_report))
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted"
+    row = db["messages"].get(res.message_row)
+    assert row["subject"] == "民政局报送：喆堃镕" and row["from_name"] == "李四"
+    assert json.loads(row["files"])[0]["name"] == name
+
+
+def test_unknown_charset_label_x_gbk(cfg, db, make_report):
+    raw = mb.foxmail_gbk(sender="mzj@xixia.example", subject="台账报送", filename="台账.docx", data=docx_bytes(make_report), label="x-gbk")
+    res = ingest(cfg, db, raw)
+    assert db["messages"].get(res.message_row)["subject"] == "台账报送"
+
+
+def test_rfc2231_continuation_and_raw_8bit_subject(cfg, db, make_report):
+    name = "兴泾镇2023年政务公开工作要点任务落实台账（年中）.docx"
+    raw = mb.rfc2231_gbk(sender="xjz@xixia.example", subject="兴泾镇台账", filename=name, data=docx_bytes(make_report, unit="兴泾镇"))
+    res = ingest(cfg, db, raw)
+    row = db["messages"].get(res.message_row)
+    assert res.unit == "兴泾镇" and row["subject"] == "兴泾镇台账"
+    assert json.loads(row["files"])[0]["name"] == name
+
+
+def test_raw_8bit_gbk_filename(cfg, db, make_report):
+    raw = mb.raw_8bit_name(sender="mzj@xixia.example", filename="民政局.docx", data=docx_bytes(make_report))
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted"
+    assert json.loads(db["messages"].get(res.message_row)["files"])[0]["name"] == "民政局.docx"
+
+
+def test_forwarded_message_rfc822_report_found_once(cfg, db, make_report):
+    data = docx_bytes(make_report)
+    inner = mb.simple(sender="mzj@xixia.example", attachments=[("民政局.docx", data)])
+    raw = mb.forward(inner, sender="mzj@xixia.example")
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted" and res.tasks == list(range(1, 31))
+    files = json.loads(db["messages"].get(res.message_row)["files"])
+    assert [f["name"] for f in files] == ["民政局.docx"] and "转发" in files[0]["path"]
+
+
+def test_zip_with_gbk_member_names(cfg, db, make_report):
+    data = docx_bytes(make_report)
+    archive = mb.zip_gbk({"西夏区民政局台账.docx": data, "说明.txt": "见台账".encode("gbk")})
+    res = ingest(cfg, db, mb.simple(attachments=[("台账.zip", archive)]))
+    assert res.status == "accepted"
+    names = [f["name"] for f in json.loads(db["messages"].get(res.message_row)["files"])]
+    assert "西夏区民政局台账.docx" in names
+
+
+def test_same_attachment_twice_is_one_file(cfg, db, make_report):
+    data = docx_bytes(make_report)
+    res = ingest(cfg, db, mb.simple(attachments=[("a.docx", data), ("a副本.docx", data)]))
+    assert res.status == "accepted"
+    assert len(json.loads(db["messages"].get(res.message_row)["files"])) == 1
+    assert not any("多份台账" in w for w in res.warnings)
+
+
+def test_unit_mismatch_warning_keeps_roster_unit(cfg, db, make_report):
+    res = ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report, unit="司法局"))]))
+    assert res.unit == "民政局" and any("不一致" in w for w in res.warnings)
+    assert "不一致" in outbox(db)[0]["body_text"]
+
+
+def test_path_traversal_attachment_name_sanitised(cfg, db, make_report):
+    res = ingest(cfg, db, mb.simple(attachments=[("../../etc/passwd.docx", docx_bytes(make_report))]))
+    assert res.status == "accepted"
+    [f] = json.loads(db["messages"].get(res.message_row)["files"])
+    assert f["name"] == "passwd.docx"
+
+
+def test_html_in_unit_text_is_escaped_in_html_reply(cfg, db, make_report):
+    evil = "<script>alert(1)</script>{{ 7*7 }}"
+    res = ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report, {1: evil}))]))
+    ack = outbox(db)[0]
+    assert res.status == "accepted"
+    assert "<script>" not in ack["body_html"] and "&lt;script&gt;" in ack["body_html"]
+    assert "{{ 7*7 }}" in ack["body_text"] and "49" not in ack["body_text"]
+
+
+def test_subject_with_crlf_does_not_inject_headers(cfg, db):
+    raw = mb.simple(subject="民政局", attachments=[]).replace(b"Subject: ", b"Subject: =?utf-8?q?a=0D=0ABcc:_evil@x.example?= ", 1)
+    res = ingest(cfg, db, raw)
+    row = db["outbox"].get(1)
+    assert res.status == "rejected" and "\n" not in row["subject"] and "\r" not in row["subject"]
+    assert "Bcc:" not in row["subject"].split("：")[0]
+
+
+def test_every_status_has_reason_except_accepted(cfg, db, make_report):
+    ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report))]))
+    ingest(cfg, db, mb.simple(sender="x@spam.example", subject="hi"))
+    ingest(cfg, db, mb.simple(subject="自动回复：休假"))
+    ingest(cfg, db, mb.simple(subject="无附件"))
+    for row in db.query("SELECT status, reason FROM messages"):
+        assert row["status"] in ("accepted", "duplicate", "quarantined", "rejected", "ignored")
+        assert (row["reason"] is None) == (row["status"] == "accepted"), row
