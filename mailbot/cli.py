@@ -179,6 +179,67 @@ def render_status(table: dict) -> str:
     return "\n".join(lines)
 
 
+def _setup_logging(args) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=getattr(logging, (args.log_level or "INFO").upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def cmd_run(args) -> int:
+    from .daemon import run
+
+    cfg = _config(args)
+    _setup_logging(args)
+    cfg.imap.password()  # fail now, with one line, rather than in the first poll
+    store.open_db(cfg.db_path).close()
+    run(cfg)
+    return 0
+
+
+def cmd_poll(args) -> int:
+    from .daemon import run_cycle
+
+    cfg = _config(args)
+    _setup_logging(args)
+    report = run_cycle(cfg, now=_now(args, cfg) if args.now else None)
+    print(report.summary())
+    return 1 if report.poll_error else 0
+
+
+def cmd_check(args) -> int:
+    from .mailbox import Mailbox, MailboxError
+    from .outbox import SmtpError, _close, _connect_smtp
+
+    cfg = _config(args)
+    print(f"配置文件 {cfg.path}：有效（{len(cfg.roster)} 个单位，{len(cfg.rounds)} 个报送节点，{len(cfg.ledger.tasks)} 项任务）")
+    ok = True
+    try:
+        with Mailbox(cfg.imap, timeout=cfg.imap.options.get("timeout_seconds", 60)) as mb:
+            folders = mb.resolve_folders(cfg.imap.folders)
+            for folder in folders:
+                mb.select(folder)
+            id_note = "已发送 ID 命令" if "ID" in mb.capabilities else "服务器不支持 ID 命令"
+            print(f"IMAP {cfg.imap.host}:{cfg.imap.port}：登录成功，文件夹 {'、'.join(folders)} 可读（{id_note}）")
+    except (MailboxError, ConfigError) as err:
+        print(f"IMAP：{err}", file=sys.stderr)
+        ok = False
+    try:
+        conn = _connect_smtp(cfg)
+        _close(conn)
+        print(f"SMTP {cfg.smtp.host}:{cfg.smtp.port}：{'登录成功' if cfg.smtp.user else '连接成功（未配置登录）'}")
+    except (SmtpError, ConfigError) as err:
+        print(f"SMTP：{err}", file=sys.stderr)
+        ok = False
+    if not cfg.smtp.from_addr:
+        print("提示：[smtp] from 未设置，将使用 [smtp] user 作为发件地址", file=sys.stderr)
+    return 0 if ok else 1
+
+
 # --- wiring -------------------------------------------------------------------------------------
 
 
@@ -192,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mailbot", description="台账报送邮件机器人：收取各单位的 Word 台账、登记进展、催报逾期单位")
     p.add_argument("--config", help="配置文件路径（默认 ./config.toml，或环境变量 MAILBOT_CONFIG）")
     p.add_argument("--now", help="假定的当前时间（ISO-8601），用于试算，例如 2023-08-08T09:30+08:00")
+    p.add_argument("--log-level", default="INFO", help="日志级别：DEBUG、INFO、WARNING（默认 INFO）")
     p.add_argument("--version", action="version", version=f"mailbot {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -214,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--round", help="只看某个报送节点，例如 年中")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("run", help="作为守护进程运行：定时收信、登记、回复、发送提醒")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("poll", help="执行一轮：收取并处理所有新邮件，然后发送待发邮件")
+    s.add_argument("--once", action="store_true", required=True, help="只执行一轮（必需）")
+    s.set_defaults(func=cmd_poll)
+
+    s = sub.add_parser("check", help="检查配置文件，并尝试登录 IMAP 和 SMTP 服务器")
+    s.set_defaults(func=cmd_check)
     return p
 
 

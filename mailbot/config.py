@@ -32,6 +32,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "conversion_timeout_seconds": 120,
         "office_name": "银川市西夏区人民政府办公室",
         "trust_authentication_results": True,
+        "reply_max_age_days": 14,  # older mail (a first backfill) is recorded but not answered
+        "outbox_interval_seconds": 30,
     },
     "imap": {
         "host": "127.0.0.1",
@@ -40,6 +42,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "user": "",
         "password_env": "MAILBOT_IMAP_PASSWORD",
         "folders": ["INBOX"],
+        "post_action": "none",  # "none" | "flag" | "seen" | "copy:<folder>", after the message is committed
+        "timeout_seconds": 60,
     },
     "smtp": {
         "host": "127.0.0.1",
@@ -48,6 +52,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "user": "",
         "password_env": "MAILBOT_SMTP_PASSWORD",
         "from": "",
+        "from_name": "",
+        "save_to_sent": "",  # IMAP folder to APPEND a copy of what we send, e.g. "\\Sent"; empty: none
+        "timeout_seconds": 60,
+        "max_replies_per_address_per_day": 20,
+        "max_attempts": 12,
     },
     "coordinator": {"emails": []},
     "round": {"remind_days_before": [7, 3, 1], "overdue_every_days": 3},
@@ -87,6 +96,7 @@ class ServerConfig:
     password_env: str
     folders: tuple[str, ...] = ()
     from_addr: str = ""
+    options: dict = field(default_factory=dict)
 
     def password(self) -> str:
         """The secret, read from the environment only when a connection needs it."""
@@ -110,6 +120,10 @@ class Config:
     roster: Roster
     rounds: tuple[Round, ...]
     ledger: Ledger = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def imap_post_action(self) -> str:
+        return str(self.imap.options.get("post_action") or "none")
 
     @property
     def db_path(self) -> Path:
@@ -187,6 +201,12 @@ def _server(raw: dict, name: str) -> ServerConfig:
             isinstance(folders, list) and folders and all(isinstance(f, str) and f for f in folders),
             "[imap] folders 应是文件夹名列表，例如 [\"INBOX\"]",
         )
+    if name == "imap":
+        action = sec.get("post_action", "none")
+        _expect(
+            isinstance(action, str) and (action in ("none", "flag", "seen") or (action.startswith("copy:") and len(action) > 5)),
+            "[imap] post_action 应是 \"none\"、\"flag\"、\"seen\" 或 \"copy:文件夹名\"（系统从不删除邮件）",
+        )
     from_addr = sec.get("from", "")
     if name == "smtp" and from_addr:
         _expect(isinstance(from_addr, str) and _EMAIL_RE.match(from_addr), "[smtp] from 应是发件邮箱地址，例如 xxqzwgk001@163.com")
@@ -198,6 +218,7 @@ def _server(raw: dict, name: str) -> ServerConfig:
         password_env=sec["password_env"],
         folders=tuple(folders),
         from_addr=from_addr or "",
+        options={k: v for k, v in sec.items() if k not in ("host", "port", "security", "user", "password_env", "folders", "from")},
     )
 
 

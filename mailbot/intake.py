@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,19 @@ def ingest(
             result.missing = _missing(cfg, db, original["round"], original["unit"])
         return result
 
-    result, candidates, extracted, chosen = _classify(cfg, db, msg, raw, base, from_addr, subject, received)
+    try:
+        result, candidates, extracted, chosen = _classify(cfg, db, msg, raw, base, from_addr, subject, received)
+    except sqlite3.Error:
+        raise  # the database itself is failing: nothing recorded, the caller retries later
+    except Exception as err:  # noqa: BLE001 - one broken message must never stall the queue
+        log.exception("internal error while classifying message %s", message_id)
+        result = IngestResult(
+            "quarantined",
+            round=cfg.round_for(received).name,
+            reason=f"处理时发生内部错误（{type(err).__name__}），已隔离待人工处理；原始邮件已归档",
+            reason_code="internal_error",
+        )
+        candidates, extracted, chosen = [], None, None
     with db.atomic():
         result.message_row = _record(db, base, result, files=extracted.files if extracted else [])
         if result.status == "accepted" and chosen is not None:

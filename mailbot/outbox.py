@@ -6,12 +6,24 @@ sender loop (daemon) delivers them later with retries.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import logging
+import mimetypes
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+from pathlib import Path
 
 import sqlite_utils
 
+from . import store
 from .config import Config
+from .errors import MailbotError
 from .store import iso, now_utc
 from .templating import render
 
@@ -68,3 +80,200 @@ def queue_mail(
         "created_at": iso(now_utc()),
     }
     return db["outbox"].insert(row).last_pk
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
+
+REPLY_KINDS = ("ack", "reject")
+
+
+class SmtpError(MailbotError):
+    """The SMTP server could not be reached or refused us."""
+
+
+class SmtpLoginRefused(SmtpError):
+    pass
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def build_email(cfg: Config, row: dict) -> EmailMessage:
+    """The MIME message for an outbox row: text + HTML, threading and anti-loop headers."""
+    msg = EmailMessage()
+    from_addr = cfg.smtp.from_addr or cfg.smtp.user
+    msg["From"] = formataddr((cfg.smtp.options.get("from_name") or cfg.bot.get("office_name", ""), from_addr))
+    msg["To"] = ", ".join(json.loads(row["to_addrs"]))
+    cc = json.loads(row["cc_addrs"] or "[]")
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    msg["Subject"] = row["subject"]
+    msg["Date"] = format_datetime(dt.datetime.now(dt.timezone.utc).astimezone(cfg.tz))
+    msg["Message-ID"] = row["msgid"]
+    if row["in_reply_to"]:
+        msg["In-Reply-To"] = row["in_reply_to"]
+    if row["references"]:
+        msg["References"] = row["references"]
+    # RFC 3834: mark what we send as automatic, and ask Exchange not to auto-reply to it.
+    msg["Auto-Submitted"] = "auto-replied" if row["kind"] in REPLY_KINDS else "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg[cfg.bot["loop_header"]] = from_addr or "mailbot"
+    msg.set_content(row["body_text"])
+    if row["body_html"]:
+        msg.add_alternative(row["body_html"], subtype="html")
+    for att in json.loads(row["attachments"] or "[]"):
+        path = Path(att["path"])
+        data = path.read_bytes()
+        ctype = att.get("content_type") or mimetypes.guess_type(att.get("name") or path.name)[0] or "application/octet-stream"
+        maintype, _, subtype = ctype.partition("/")
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=att.get("name") or path.name)
+    return msg
+
+
+def _connect_smtp(cfg: Config) -> smtplib.SMTP:
+    s = cfg.smtp
+    timeout = s.options.get("timeout_seconds", 60)
+    ctx = ssl.create_default_context()
+    if s.host in ("127.0.0.1", "localhost", "::1"):
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    try:
+        if s.security == "ssl":
+            conn = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ctx)
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=timeout)
+            if s.security == "starttls":
+                conn.starttls(context=ctx)
+        if s.user:
+            try:
+                conn.login(s.user, s.password())
+            except smtplib.SMTPAuthenticationError:
+                conn.close()
+                from .mailbox import login_hint
+
+                raise SmtpLoginRefused(f"SMTP 登录 {s.host} 被拒绝（用户 {s.user}）：{login_hint(s.host)}") from None
+        return conn
+    except (OSError, smtplib.SMTPException) as err:
+        raise SmtpError(f"无法连接 SMTP 服务器 {s.host}:{s.port}（{s.security}）：{str(err)[:200] or type(err).__name__}") from err
+
+
+def _backoff(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def _over_rate_limit(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
+    """Replies per recipient per day are capped (QUIRKS 20); reminders and digests are not replies."""
+    if row["kind"] not in REPLY_KINDS:
+        return False
+    limit = int(cfg.smtp.options.get("max_replies_per_address_per_day", 20))
+    since = store.iso(now - dt.timedelta(days=1))
+    for addr in json.loads(row["to_addrs"]):
+        sent = db.execute(
+            "SELECT COUNT(*) FROM outbox, json_each(outbox.to_addrs) AS t WHERE outbox.status = 'sent' AND outbox.kind IN ('ack','reject') "
+            "AND outbox.sent_at >= ? AND t.value = ?",
+            [since, addr],
+        ).fetchone()[0]
+        if sent >= limit:
+            return True
+    return False
+
+
+def _too_old(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
+    if row["kind"] not in REPLY_KINDS or not row["message"]:
+        return False
+    msg = db["messages"].get(row["message"])
+    received = dt.datetime.fromisoformat(msg["received_at"])
+    return now - received > dt.timedelta(days=int(cfg.bot.get("reply_max_age_days", 14)))
+
+
+def _finish(db, row_id: int, **fields) -> None:
+    with db.atomic():
+        db["outbox"].update(row_id, fields)
+
+
+def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200, stop=None, sent_copy=None) -> DeliveryStats:
+    """Send due outbox rows; each row's result is committed on its own. Never raises for SMTP trouble."""
+    stats = DeliveryStats()
+    now = now or now_utc()
+    rows = list(
+        db.query(
+            "SELECT * FROM outbox WHERE status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY id LIMIT ?",
+            [iso(now), limit],
+        )
+    )
+    if not rows:
+        return stats
+    conn = None
+    max_attempts = int(cfg.smtp.options.get("max_attempts", 12))
+    try:
+        for row in rows:
+            if stop is not None and stop.is_set():
+                break
+            if _too_old(db, cfg, row, now):
+                _finish(db, row["id"], status="skipped", last_error="邮件收到时间超过回复期限（首次导入的旧邮件），不再回复")
+                stats.suppressed += 1
+                continue
+            if _over_rate_limit(db, cfg, row, now):
+                _finish(db, row["id"], status="suppressed", last_error="超过同一地址每日回复上限，未发送")
+                stats.suppressed += 1
+                continue
+            try:
+                message = build_email(cfg, row)
+            except OSError as err:  # an attachment vanished: the row stays for a person to look at
+                _finish(db, row["id"], status="failed", last_error=f"无法生成邮件：{err}")
+                stats.failed += 1
+                continue
+            recipients = json.loads(row["to_addrs"]) + json.loads(row["cc_addrs"] or "[]")
+            try:
+                if conn is None:
+                    conn = _connect_smtp(cfg)
+                refused = conn.send_message(message, from_addr=cfg.smtp.from_addr or cfg.smtp.user, to_addrs=recipients)
+            except (SmtpError, smtplib.SMTPException, OSError, socket.timeout) as err:
+                attempts = (row["attempts"] or 0) + 1
+                permanent = isinstance(err, smtplib.SMTPRecipientsRefused) or (
+                    isinstance(err, smtplib.SMTPResponseException) and 500 <= err.smtp_code < 600 and attempts >= 3
+                )
+                text = str(err)[:300] or type(err).__name__
+                if permanent or attempts >= max_attempts:
+                    _finish(db, row["id"], status="failed", attempts=attempts, last_error=text)
+                    stats.failed += 1
+                else:
+                    _finish(db, row["id"], attempts=attempts, last_error=text, next_attempt_at=iso(now + _backoff(attempts)))
+                    stats.retried += 1
+                stats.errors.append(text)
+                log.warning("outbox %s (%s to %s): %s", row["id"], row["kind"], ",".join(recipients), text)
+                if conn is not None and not isinstance(err, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
+                    _close(conn)
+                    conn = None
+                if isinstance(err, (SmtpError, OSError, smtplib.SMTPServerDisconnected)):
+                    break  # the server is unreachable: the rest wait for the next run
+                continue
+            note = f"部分收件人被拒收：{', '.join(refused)}" if refused else None
+            _finish(db, row["id"], status="sent", attempts=(row["attempts"] or 0) + 1, sent_at=iso(now_utc()), last_error=note)
+            stats.sent += 1
+            if sent_copy is not None:
+                try:
+                    sent_copy(message)
+                except Exception as err:  # noqa: BLE001 - the copy is a courtesy; the mail went out
+                    log.warning("could not save a copy of outbox %s to the Sent folder: %s", row["id"], err)
+    finally:
+        if conn is not None:
+            _close(conn)
+    return stats
+
+
+def _close(conn: smtplib.SMTP) -> None:
+    try:
+        conn.quit()
+    except Exception:  # noqa: BLE001
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001
+            pass

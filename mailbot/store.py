@@ -146,6 +146,10 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
         )
         db["outbox"].create_index(["dedupe_key"], unique=True, if_not_exists=True)
         db["outbox"].create_index(["status", "next_attempt_at"], if_not_exists=True)
+        db["mailbox_state"].create(
+            {"folder": str, "uidvalidity": int, "last_uid": int, "updated_at": str}, pk="folder", if_not_exists=True
+        )
+        db["kv"].create({"key": str, "value": str, "updated_at": str}, pk="key", if_not_exists=True)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -205,3 +209,16 @@ def export_rows(db: sqlite_utils.Database) -> list[dict]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
+
+
+def kv_get(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+    rows = list(db.query("SELECT value FROM kv WHERE key = ?", [key]))
+    return rows[0]["value"] if rows else default
+
+
+def kv_set(db: sqlite_utils.Database, key: str, value: str | None) -> None:
+    with db.atomic():
+        if value is None:
+            db.execute("DELETE FROM kv WHERE key = ?", [key])
+        else:
+            db["kv"].upsert({"key": key, "value": value, "updated_at": iso(now_utc())}, pk="key")

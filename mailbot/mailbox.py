@@ -1,0 +1,286 @@
+"""IMAP polling (imap-tools): incremental by UID, read-only, cursor advanced only after commit.
+
+Works against NetEase 163 (needs the ID command before SELECT; no IDLE, MOVE or
+UNSELECT; STATUS without UIDNEXT) and any standard server (QUIRKS 1–8).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import imaplib
+import logging
+import re
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+import imap_tools
+from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
+from imap_tools.errors import MailboxLoginError
+
+from . import __version__, store
+from .config import Config, ServerConfig
+from .errors import MailbotError
+
+log = logging.getLogger(__name__)
+
+
+class MailboxError(MailbotError):
+    """The mailbox could not be reached or used (network, server, protocol)."""
+
+
+class LoginRefused(MailboxError):
+    """The server said NO to our credentials: a configuration error, not a network blip."""
+
+
+def login_hint(host: str) -> str:
+    host = host.lower()
+    if any(d in host for d in ("163.com", "126.com", "yeah.net", "qq.com", "188.com", "sina", "sohu")):
+        return "请在邮箱网页版「设置 → POP3/SMTP/IMAP」中开启 IMAP/SMTP 服务，并使用授权码（不是网页登录密码）"
+    return "请检查用户名和密码（密码放在 password_env 指定的环境变量中）"
+
+
+def tls_context(server: ServerConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    if server.host in ("127.0.0.1", "localhost", "::1"):
+        # Loopback test and demo servers use self-signed certificates.
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass
+class Fetched:
+    folder: str
+    uidvalidity: int
+    uid: int
+    raw: bytes
+    internaldate: dt.datetime | None
+
+
+@dataclass
+class PollStats:
+    fetched: int = 0
+    skipped: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    rescans: list[str] = field(default_factory=list)
+
+
+_INTERNALDATE_RE = re.compile(rb'INTERNALDATE "([^"]+)"')
+
+
+class Mailbox:
+    """One IMAP session: connect, log in, send ID, then read folders by UID."""
+
+    def __init__(self, server: ServerConfig, timeout: float = 60):
+        self.server = server
+        self.timeout = timeout
+        self.box: imap_tools.BaseMailBox | None = None
+        self.capabilities: set[str] = set()
+
+    # -- session -----------------------------------------------------------------------------
+    def connect(self) -> "Mailbox":
+        s = self.server
+        try:
+            if s.security == "ssl":
+                box = MailBox(s.host, s.port, timeout=self.timeout, ssl_context=tls_context(s))
+            elif s.security == "starttls":
+                box = MailBoxStartTls(s.host, s.port, timeout=self.timeout, ssl_context=tls_context(s))
+            else:
+                box = MailBoxUnencrypted(s.host, s.port, timeout=self.timeout)
+        except (OSError, imaplib.IMAP4.error, imap_tools.errors.ImapToolsError) as err:
+            raise MailboxError(f"无法连接 IMAP 服务器 {s.host}:{s.port}（{s.security}）：{_short(err)}") from err
+        try:
+            box.login(s.user, s.password(), initial_folder=None)
+        except MailboxLoginError as err:
+            _safe_logout(box)
+            raise LoginRefused(f"IMAP 登录 {s.host} 被拒绝（用户 {s.user}）：{login_hint(s.host)}") from None
+        except (OSError, imaplib.IMAP4.error) as err:
+            _safe_logout(box)
+            raise MailboxError(f"IMAP 登录 {s.host} 时连接中断：{_short(err)}") from err
+        self.box = box
+        self.capabilities = self._capabilities()
+        if "ID" in self.capabilities:
+            # 163 refuses SELECT ("Unsafe Login") until the client identifies itself (RFC 2971).
+            ident = f'("name" "mailbot" "version" "{__version__}" "vendor" "mailbot" "support-email" "{s.user or "mailbot"}")'
+            try:
+                box.client.xatom("ID", ident)
+            except (imaplib.IMAP4.error, OSError) as err:
+                log.warning("IMAP ID command failed: %s", err)
+        return self
+
+    def _capabilities(self) -> set[str]:
+        try:
+            typ, data = self.box.client.capability()
+            if typ == "OK" and data and data[0]:
+                return {c.upper() for c in data[-1].decode("ascii", "replace").split()}
+        except (imaplib.IMAP4.error, OSError):
+            pass
+        return {c.upper() for c in getattr(self.box.client, "capabilities", ())}
+
+    def close(self) -> None:
+        if self.box is not None:
+            _safe_logout(self.box)
+            self.box = None
+
+    def __enter__(self) -> "Mailbox":
+        return self.connect()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- folders -----------------------------------------------------------------------------
+    def resolve_folders(self, names: tuple[str, ...]) -> list[str]:
+        """Configured folder names; "\\Junk", "\\Sent" … are looked up by special-use flag."""
+        wanted = []
+        listing = None
+        for name in names:
+            if not name.startswith("\\"):
+                wanted.append(name)
+                continue
+            if listing is None:
+                listing = self.box.folder.list()
+            match = [f.name for f in listing if name.lower() in (flag.lower() for flag in f.flags)]
+            if match:
+                wanted.append(match[0])
+            else:
+                log.info("no folder with special-use flag %s on this server", name)
+        return wanted
+
+    def select(self, folder: str, readonly: bool = True) -> int:
+        """Select a folder; return its UIDVALIDITY."""
+        try:
+            self.box.folder.set(folder, readonly=readonly)
+        except imap_tools.errors.MailboxFolderSelectError as err:
+            raise MailboxError(f"无法打开邮箱文件夹「{folder}」：{_short(err)}") from err
+        values = self.box.client.untagged_responses.get("UIDVALIDITY") or []
+        try:
+            return int(values[-1])
+        except (IndexError, ValueError, TypeError):
+            status = self.box.folder.status(folder, ["UIDVALIDITY"])
+            return int(status.get("UIDVALIDITY", 0))
+
+    def uids_after(self, last_uid: int) -> list[int]:
+        """UIDs greater than last_uid (``n:*`` also returns the highest UID when it is below n)."""
+        typ, data = self.box.client.uid("SEARCH", f"UID {last_uid + 1}:*")
+        if typ != "OK":
+            raise MailboxError(f"IMAP UID SEARCH 失败：{data!r}")
+        uids = sorted({int(x) for chunk in data if chunk for x in chunk.split()})
+        return [u for u in uids if u > last_uid]
+
+    def fetch(self, uid: int) -> tuple[bytes, dt.datetime | None] | None:
+        """The exact raw bytes of one message (BODY.PEEK: never sets \\Seen) and its INTERNALDATE."""
+        typ, data = self.box.client.uid("FETCH", str(uid), "(INTERNALDATE BODY.PEEK[])")
+        if typ != "OK":
+            raise MailboxError(f"IMAP FETCH UID {uid} 失败：{data!r}")
+        for item in data:
+            if isinstance(item, tuple) and len(item) >= 2:
+                meta, raw = item[0], item[1]
+                m = _INTERNALDATE_RE.search(meta)
+                return raw, (_internaldate(m.group(1).decode()) if m else None)
+        return None  # expunged meanwhile
+
+    def post_action(self, folder: str, uid: int, action: str) -> None:
+        """Optional, after commit: "flag" (\\Flagged), "seen", or "move:<folder>" (COPY, never delete)."""
+        if not action or action == "none":
+            return
+        client = self.box.client
+        if action == "flag":
+            client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Flagged)")
+        elif action == "seen":
+            client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Seen)")
+        elif action.startswith("copy:"):
+            # COPY only: mail is never deleted, so a server without MOVE loses nothing (QUIRKS 2).
+            self.box.copy([str(uid)], action.partition(":")[2])
+
+    def append(self, folder: str, raw: bytes, flags: tuple[str, ...] = ("\\Seen",)) -> None:
+        self.box.append(raw, folder, flag_set=list(flags))
+
+
+def _internaldate(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(text, "%d-%b-%Y %H:%M:%S %z")
+    except ValueError:
+        return None
+
+
+def _short(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    return text.splitlines()[0][:200]
+
+
+def _safe_logout(box) -> None:
+    try:
+        box.logout()
+    except Exception:  # noqa: BLE001 - the connection may already be gone
+        try:
+            box.client.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# --- the poll cycle -------------------------------------------------------------------------------
+
+
+def cursor(db, folder: str) -> tuple[int | None, int]:
+    rows = list(db.query("SELECT uidvalidity, last_uid FROM mailbox_state WHERE folder = ?", [folder]))
+    return (rows[0]["uidvalidity"], rows[0]["last_uid"]) if rows else (None, 0)
+
+
+def advance_cursor(db, folder: str, uidvalidity: int, uid: int) -> None:
+    with db.atomic():
+        db["mailbox_state"].upsert(
+            {"folder": folder, "uidvalidity": uidvalidity, "last_uid": uid, "updated_at": store.iso(store.now_utc())}, pk="folder"
+        )
+
+
+def already_handled(db, folder: str, uidvalidity: int, uid: int) -> bool:
+    return bool(
+        list(db.query("SELECT 1 FROM messages WHERE folder = ? AND uidvalidity = ? AND uid = ? LIMIT 1", [folder, uidvalidity, uid]))
+    )
+
+
+def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
+    """Fetch and ingest every new message in every configured folder; the cursor follows each commit."""
+    from .intake import ingest
+
+    stats = PollStats()
+    action = cfg.imap_post_action
+    for folder in mailbox.resolve_folders(cfg.imap.folders):
+        uidvalidity = mailbox.select(folder, readonly=action in ("", "none"))
+        known_validity, last_uid = cursor(db, folder)
+        if known_validity != uidvalidity:
+            if known_validity is not None:
+                # UIDs were renumbered: rescan the folder; Message-ID and content hash dedupe (QUIRKS 6).
+                log.warning("UIDVALIDITY of %s changed (%s → %s): rescanning the folder", folder, known_validity, uidvalidity)
+                stats.rescans.append(folder)
+            last_uid = 0
+            advance_cursor(db, folder, uidvalidity, 0)
+        for uid in mailbox.uids_after(last_uid):
+            if stop is not None and stop.is_set():
+                return stats
+            if already_handled(db, folder, uidvalidity, uid):
+                stats.skipped += 1
+                advance_cursor(db, folder, uidvalidity, uid)
+                continue
+            fetched = mailbox.fetch(uid)
+            if fetched is None:
+                advance_cursor(db, folder, uidvalidity, uid)
+                continue
+            raw, internaldate = fetched
+            stats.fetched += 1
+            result = ingest(cfg, db, raw, received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid)
+            stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
+            advance_cursor(db, folder, uidvalidity, uid)
+            if action not in ("", "none"):
+                try:
+                    mailbox.post_action(folder, uid, action)
+                except (imaplib.IMAP4.error, OSError) as err:
+                    log.warning("post-action %s on %s/%s failed (the message is recorded): %s", action, folder, uid, err)
+    return stats
+
+
+def is_connection_error(err: BaseException) -> bool:
+    return isinstance(err, (OSError, socket.timeout, imaplib.IMAP4.abort, ssl.SSLError, EOFError))
