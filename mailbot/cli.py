@@ -240,6 +240,13 @@ def cmd_check(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    path = Path(args.config) if args.config else default_config_path()
+    return run_demo(path)
+
+
 # --- wiring -------------------------------------------------------------------------------------
 
 
@@ -283,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("poll", help="执行一轮：收取并处理所有新邮件，然后发送待发邮件")
     s.add_argument("--once", action="store_true", required=True, help="只执行一轮（必需）")
     s.set_defaults(func=cmd_poll)
+
+    s = sub.add_parser("demo", help="本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果")
+    s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("check", help="检查配置文件，并尝试登录 IMAP 和 SMTP 服务器")
     s.set_defaults(func=cmd_check)
