@@ -116,6 +116,8 @@ def cmd_export(args) -> int:
         store.export_rows(db),
         key=lambda r: (round_order.get(r["round"], 99), unit_order.get(r["unit"], 10**6), r["unit"], r["task"]),
     )
+    if args.format in ("docx", "xlsx"):
+        return _export_document(args, cfg, db)
     if args.format == "json":
         text = json.dumps(rows, ensure_ascii=False, indent=2) + "\n"
     else:
@@ -130,6 +132,25 @@ def cmd_export(args) -> int:
         print(f"已导出 {len(rows)} 条记录到 {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _export_document(args, cfg: Config, db) -> int:
+    from .exports import consolidated_docx, consolidated_xlsx, write_atomic
+
+    now = _now(args, cfg)
+    rounds = [cfg.round_named(args.round)] if args.round else list(cfg.rounds)
+    if args.format == "xlsx":
+        out = Path(args.output or "汇总台账.xlsx")
+        write_atomic(out, consolidated_xlsx(cfg, db, now, rounds))
+        print(f"已导出 {out}（{len(rounds)} 个报送节点，每个节点一个工作表，另附「报送情况」）")
+        return 0
+    if len(rounds) > 1 and args.output:
+        raise MailbotError("导出 Word 汇总台账时，-o 只能对应一个报送节点：请加 --round，例如 --round 年中")
+    for rnd in rounds:
+        out = Path(args.output or f"汇总台账-{rnd.name}.docx")
+        write_atomic(out, consolidated_docx(cfg, db, rnd, now))
+        print(f"已导出 {out}")
     return 0
 
 
@@ -247,6 +268,91 @@ def cmd_demo(args) -> int:
     return run_demo(path)
 
 
+def cmd_notices(args) -> int:
+    from .notices import due_notices, queue_notices
+    from .outbox import deliver
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    now = _now(args, cfg)
+    if args.send:
+        queued = queue_notices(cfg, db, now)
+        stats = deliver(cfg, db, now=now)
+        if args.json:
+            _print_json([n.as_dict() for n in queued])
+        else:
+            print(f"已生成 {len(queued)} 封通知，发送 {stats.sent} 封" + (f"，{stats.retried} 封稍后重试" if stats.retried else ""))
+        return 0
+    due = due_notices(cfg, db, now)
+    if args.json:
+        _print_json([n.as_dict() for n in due])
+    else:
+        _print_due(due, cfg, now)
+    return 0
+
+
+def _print_due(due, cfg: Config, now) -> None:
+    labels = {"reminder": "截止前提醒", "overdue": "逾期催报", "digest": "协调人日报"}
+    local = now.astimezone(cfg.tz)
+    if not due:
+        print(f"{local:%Y-%m-%d %H:%M}：没有需要发送的通知")
+        return
+    print(f"{local:%Y-%m-%d %H:%M} 应发送 {len(due)} 封通知：")
+    for n in due:
+        print(f"  {labels[n.kind]}  {n.round or ''} {n.unit or ''} → {', '.join(n.to)}")
+
+
+def cmd_remind(args) -> int:
+    from .notices import due_notices
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    now = _now(args, cfg)
+    due = [n for n in due_notices(cfg, db, now) if n.kind in ("reminder", "overdue")]
+    if not args.dry_run:
+        raise MailbotError("remind 目前只支持 --dry-run（查看谁会收到什么）；实际发送由守护进程或 notices --send 完成")
+    _print_due(due, cfg, now)
+    return 0
+
+
+def cmd_digest(args) -> int:
+    from .digest import digest_context
+    from .notices import Notice, queue_notices
+    from .outbox import deliver
+    from .templating import render
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    now = _now(args, cfg)
+    if args.send:
+        if not cfg.coordinator_emails:
+            raise MailbotError("[coordinator] emails 为空：请先在配置中填写协调人邮箱")
+        from .notices import queue_digest
+
+        queue_digest(cfg, db, now, force=True)
+        stats = deliver(cfg, db, now=now)
+        print(f"日报已生成并发送 {stats.sent} 封" + (f"（{stats.retried} 封稍后重试）" if stats.retried else ""))
+        return 0
+    ctx = digest_context(cfg, db, now)
+    print(render("mail/digest.txt.j2", **ctx, office=cfg.bot.get("office_name", ""), coordinator=True))
+    return 0
+
+
+def cmd_form(args) -> int:
+    from .forms import write_form
+
+    cfg = _config(args)
+    unit = None
+    if args.unit:
+        unit = cfg.roster.get(args.unit) or cfg.roster.match(args.unit)
+        if unit is None:
+            raise MailbotError(f"名册中没有单位「{args.unit}」：请用单位全称或别名（见 config.toml 的 [[units]]）")
+    out = Path(args.output or (f"{unit.name}-台账（填报版）.docx" if unit else "任务落实台账（填报版）.docx"))
+    write_form(out, cfg, unit)
+    print(f"已生成 {out}" + (f"（{unit.name}，{len(cfg.roster.tasks_of(unit, cfg.ledger))} 项任务）" if unit else f"（全部 {len(cfg.ledger.tasks)} 项任务）"))
+    return 0
+
+
 # --- wiring -------------------------------------------------------------------------------------
 
 
@@ -275,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("export", help="导出各单位各任务的最新进展")
-    s.add_argument("--format", choices=["json", "csv"], default="json", help="输出格式（默认 json）")
+    s.add_argument("--format", choices=["json", "csv", "docx", "xlsx"], default="json", help="json、csv（逐条记录）；docx、xlsx（汇总台账）")
+    s.add_argument("--round", help="只导出某个报送节点（docx、xlsx）")
     s.add_argument("-o", "--output", help="写入文件而不是标准输出")
     s.set_defaults(func=cmd_export)
 
@@ -290,6 +397,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("poll", help="执行一轮：收取并处理所有新邮件，然后发送待发邮件")
     s.add_argument("--once", action="store_true", required=True, help="只执行一轮（必需）")
     s.set_defaults(func=cmd_poll)
+
+    s = sub.add_parser("notices", help="此刻应发送的截止前提醒、逾期催报和日报（默认只列出，不发送）")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true", help="以 JSON 列出，不发送")
+    g.add_argument("--send", action="store_true", help="生成并发送")
+    s.set_defaults(func=cmd_notices)
+
+    s = sub.add_parser("remind", help="查看此刻谁会收到提醒或催报")
+    s.add_argument("--dry-run", action="store_true", help="只显示，不发送")
+    s.set_defaults(func=cmd_remind)
+
+    s = sub.add_parser("digest", help="协调人日报：--dry-run 显示内容，--send 立即发送")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--dry-run", action="store_true", help="显示日报内容，不发送")
+    g.add_argument("--send", action="store_true", help="立即生成并发送日报")
+    s.set_defaults(func=cmd_digest)
+
+    s = sub.add_parser("form", help="生成空白台账（填报版）：全部任务，或某单位的任务并预填单位名称")
+    s.add_argument("unit", nargs="?", help="单位名称或别名；省略则生成完整台账")
+    s.add_argument("-o", "--output", help="输出文件（.docx）")
+    s.set_defaults(func=cmd_form)
 
     s = sub.add_parser("demo", help="本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果")
     s.set_defaults(func=cmd_demo)

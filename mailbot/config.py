@@ -59,6 +59,15 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_attempts": 12,
     },
     "coordinator": {"emails": []},
+    "notices": {
+        "hour": "09:00",  # local time reminders and overdue notices go out
+        "digest_hour": "08:30",
+        "quiet_hours": "20:00-08:00",  # nothing is sent in this window (local time); "" for none
+        "skip_weekends": False,
+        "overdue_cc_coordinator": False,
+        "digest_days_before_deadline": 7,  # a daily digest is due in this window even when nothing arrived
+        "interval_seconds": 300,  # how often the daemon asks what is due
+    },
     "round": {"remind_days_before": [7, 3, 1], "overdue_every_days": 3},
 }
 
@@ -120,6 +129,7 @@ class Config:
     roster: Roster
     rounds: tuple[Round, ...]
     ledger: Ledger = field(repr=False, default=None)  # type: ignore[assignment]
+    notices: dict[str, Any] = field(default_factory=dict)
 
     @property
     def imap_post_action(self) -> str:
@@ -318,6 +328,13 @@ def build_config(raw: dict, path: Path) -> Config:
         isinstance(emails, list) and all(isinstance(a, str) and _EMAIL_RE.match(a) for a in emails),
         "[coordinator] emails 应是协调人邮箱地址列表，例如 [\"coordinator@example.gov.cn\"]",
     )
+    notices = _section(raw, "notices")
+    for key in ("hour", "digest_hour"):
+        _expect(isinstance(notices[key], str) and re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", notices[key]), f"[notices] {key} 应是 24 小时制时间，例如 \"09:00\"")
+    _expect(
+        isinstance(notices["quiet_hours"], str) and (notices["quiet_hours"] == "" or re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d-([01]?\d|2[0-3]):[0-5]\d", notices["quiet_hours"])),
+        "[notices] quiet_hours 应形如 \"20:00-08:00\"（不发送的时段），或 \"\" 表示不限",
+    )
     ledger_file = bot.get("ledger") or ""
     if ledger_file:
         ledger_path = Path(ledger_file)
@@ -338,6 +355,7 @@ def build_config(raw: dict, path: Path) -> Config:
         roster=roster,
         rounds=tuple(_rounds(raw, tz)),
         ledger=ledger,
+        notices=notices,
     )
     for task in ledger.tasks:
         if not roster.responsible_units(task):

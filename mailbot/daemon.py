@@ -199,6 +199,28 @@ def run(cfg: Config) -> None:
     log.info("mailbot stopped")
 
 
+def notices_job(cfg: Config, stop: threading.Event | None = None, now: dt.datetime | None = None) -> int:
+    """Queue the reminders, overdue notices and digests due now; delivery follows in the outbox job."""
+    from .notices import queue_notices
+
+    db = store.open_db(cfg.db_path)
+    try:
+        queued = queue_notices(cfg, db, now or store.now_utc())
+        if queued:
+            log.info("notices: queued %s", ", ".join(n.dedupe_key for n in queued))
+        return len(queued)
+    finally:
+        db.close()
+
+
 def _extra_jobs(cfg: Config, stop: threading.Event) -> list[dict]:
-    """Jobs that later stages add (notices); kept in one place so `run` stays short."""
-    return []
+    return [
+        {
+            "func": notices_job,
+            "args": (cfg, stop),
+            "trigger": "interval",
+            "seconds": cfg.notices["interval_seconds"],
+            "id": "notices",
+            "next_run_time": dt.datetime.now(cfg.tz) + dt.timedelta(seconds=5),
+        }
+    ]

@@ -76,7 +76,7 @@ def queue_mail(
         "attachments": json.dumps(attachments or [], ensure_ascii=False),
         "status": "pending",
         "attempts": 0,
-        "next_attempt_at": iso(now_utc()),
+        "next_attempt_at": None,  # due at once
         "created_at": iso(now_utc()),
     }
     return db["outbox"].insert(row).last_pk
@@ -256,7 +256,7 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                     break  # the server is unreachable: the rest wait for the next run
                 continue
             note = f"部分收件人被拒收：{', '.join(refused)}" if refused else None
-            _finish(db, row["id"], status="sent", attempts=(row["attempts"] or 0) + 1, sent_at=iso(now_utc()), last_error=note)
+            _finish(db, row["id"], status="sent", attempts=(row["attempts"] or 0) + 1, sent_at=iso(now), last_error=note)
             stats.sent += 1
             if sent_copy is not None:
                 try:

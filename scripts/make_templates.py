@@ -19,7 +19,7 @@ from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Cm, Mm, Pt
 
-OUT = Path(__file__).resolve().parent.parent / "templates" / "forms" / "ledger_form.docx"
+FORMS = Path(__file__).resolve().parent.parent / "templates" / "forms"
 COLUMNS = [("序号", 1.2), ("重点工作", 2.4), ("主要内容", 7.0), ("量化指标", 4.0), ("责任单位", 2.4), ("完成时限", 2.2), ("进展落实情况", 6.5)]
 
 
@@ -62,7 +62,8 @@ def span_row(table, text: str) -> None:
     cell_text(merged, text, bold=True)
 
 
-def main() -> None:
+def build(out: Path, *, consolidated: bool) -> None:
+    """The form (填报版: one unit fills the last column) or the consolidated ledger (汇总台账: every unit's text)."""
     doc = Document()
     section = doc.sections[0]
     section.orientation = WD_ORIENT.LANDSCAPE
@@ -73,10 +74,14 @@ def main() -> None:
     set_fonts(doc.styles["Normal"], "仿宋_GB2312", 12)
 
     para(doc, "{{ title }}", size=18, bold=True, align=WD_ALIGN_PARAGRAPH.CENTER, font="方正小标宋简体")
-    para(doc, "（填报版）", size=14, align=WD_ALIGN_PARAGRAPH.CENTER, font="楷体_GB2312")
-    intro = para(doc, "{{ intro }}", size=12)
-    intro.paragraph_format.first_line_indent = Pt(24)
-    para(doc, "填报单位：{{ unit_name }}        联系人：{{ contact }}        联系电话：{{ phone }}", size=12, space_after=8)
+    if consolidated:
+        para(doc, "（汇总台账 · {{ round_label }}）", size=14, align=WD_ALIGN_PARAGRAPH.CENTER, font="楷体_GB2312")
+        para(doc, "{{ summary }}", size=12, space_after=8)
+    else:
+        para(doc, "（填报版）", size=14, align=WD_ALIGN_PARAGRAPH.CENTER, font="楷体_GB2312")
+        intro = para(doc, "{{ intro }}", size=12)
+        intro.paragraph_format.first_line_indent = Pt(24)
+        para(doc, "填报单位：{{ unit_name }}        联系人：{{ contact }}        联系电话：{{ phone }}", size=12, space_after=8)
 
     table = doc.add_table(rows=1, cols=len(COLUMNS))
     table.style = "Table Grid"
@@ -104,9 +109,14 @@ def main() -> None:
     for row in table.rows:
         for cell, (_n, width) in zip(row.cells, COLUMNS):
             cell.width = Cm(width)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    doc.save(OUT)
-    print(f"wrote {OUT}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc.save(out)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    build(FORMS / "ledger_form.docx", consolidated=False)
+    build(FORMS / "consolidated_ledger.docx", consolidated=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""The consolidated ledger (汇总台账): every unit's progress per task, as .docx (docxtpl) and .xlsx.
+
+Coordinators work in Excel: the workbook has one sheet per round (units × tasks)
+and a sheet of who reported when.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+from docxtpl import DocxTemplate, RichText
+
+from .config import Config, Round
+from .status import status_table
+from .templating import templates_dir
+
+NOT_REPORTED = "未报送"
+STATE_LABELS = {"on_time": "按时", "late": "逾期", "missing": "未报送", "pending": "待报送"}
+
+
+def _progress(db, round_name: str) -> dict[tuple[str, int], dict]:
+    return {
+        (r["unit"], r["task"]): r
+        for r in db.query("SELECT unit, task, progress, received_at FROM progress WHERE round = ?", [round_name])
+    }
+
+
+def _round_label(cfg: Config, rnd: Round) -> str:
+    return f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name
+
+
+def consolidated_docx(cfg: Config, db, rnd: Round, now: dt.datetime) -> bytes:
+    """The seed's table; the last column lists every responsible unit's text (or 未报送) with its date."""
+    progress = _progress(db, rnd.name)
+    table = status_table(cfg, db, [rnd], now)
+    counts = table["rounds"][0]["counts"]
+    sections = []
+    for section in cfg.ledger.sections:
+        groups: list[dict] = []
+        for task in cfg.ledger.tasks:
+            if task.section != section.number:
+                continue
+            rt = RichText()
+            for i, unit in enumerate(cfg.roster.responsible_units(task)):
+                row = progress.get((unit.name, task.number))
+                if i:
+                    rt.add("\a")
+                if row and row["progress"]:
+                    day = dt.datetime.fromisoformat(row["received_at"]).astimezone(cfg.tz)
+                    rt.add(f"{unit.name}（{day.month}月{day.day}日）：", bold=True)
+                    rt.add(row["progress"])
+                else:
+                    rt.add(f"{unit.name}：", bold=True)
+                    rt.add(NOT_REPORTED, color="C00000")
+            if not groups or groups[-1]["item"] != task.item:
+                groups.append({"item": task.item, "tasks": []})
+            groups[-1]["tasks"].append(
+                {"number": task.number, "content": task.content, "indicator": task.indicator, "units": task.units,
+                 "deadline": task.deadline, "progress": rt}
+            )
+        sections.append({"label": section.label, "groups": groups})
+    local = now.astimezone(cfg.tz)
+    summary = (
+        f"截至{local.year}年{local.month}月{local.day}日{local:%H:%M}，共 {counts['total']} 个单位：按时报送 {counts['on_time']} 个，"
+        f"逾期报送 {counts['late']} 个，未报送 {counts['missing'] + counts['pending']} 个。报送截止：{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日。"
+    )
+    tpl = DocxTemplate(str(templates_dir() / "forms" / "consolidated_ledger.docx"))
+    tpl.render(
+        {"title": cfg.ledger.title, "round_label": _round_label(cfg, rnd), "summary": summary, "sections": sections},
+        autoescape=True,
+    )
+    buf = io.BytesIO()
+    tpl.save(buf)
+    return buf.getvalue()
+
+
+def consolidated_xlsx(cfg: Config, db, now: dt.datetime, rounds: list[Round] | None = None) -> bytes:
+    """One sheet per round (units × tasks, '—' where the unit is not responsible), plus 报送情况."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    rounds = rounds or list(cfg.rounds)
+    wb = Workbook()
+    wb.remove(wb.active)
+    wrap = Alignment(wrap_text=True, vertical="top")
+    bold = Font(bold=True)
+    missing_fill = PatternFill("solid", fgColor="FDE9E7")
+    tasks = cfg.ledger.tasks
+    for rnd in rounds:
+        ws = wb.create_sheet(_sheet_name(_round_label(cfg, rnd)))
+        progress = _progress(db, rnd.name)
+        ws.append(["单位", "类别"] + [f"任务{t.number}" for t in tasks])
+        for cell in ws[1]:
+            cell.font = bold
+        for unit in cfg.roster:
+            mine = set(cfg.roster.tasks_of(unit, cfg.ledger))
+            row = [unit.name, unit.kind_label]
+            for task in tasks:
+                if task.number not in mine:
+                    found = progress.get((unit.name, task.number))
+                    row.append(found["progress"] if found and found["progress"] else "—")
+                else:
+                    found = progress.get((unit.name, task.number))
+                    row.append(found["progress"] if found and found["progress"] else NOT_REPORTED)
+            _append(ws, row)
+            for cell in ws[ws.max_row][2:]:
+                cell.alignment = wrap
+                if cell.value == NOT_REPORTED:
+                    cell.fill = missing_fill
+        ws.freeze_panes = "C2"
+        ws.column_dimensions["A"].width = 22
+        for i in range(3, len(tasks) + 3):
+            ws.column_dimensions[get_column_letter(i)].width = 30
+    ws = wb.create_sheet("报送情况")
+    ws.append(["单位", "类别", "报送节点", "截止日期", "状态", "首次报送", "最近报送", "报送次数", "尚缺任务"])
+    for cell in ws[1]:
+        cell.font = bold
+    table = status_table(cfg, db, rounds, now)
+    deadlines = {r["name"]: r["deadline"] for r in table["rounds"]}
+    for unit in table["units"]:
+        for name, st in unit["rounds"].items():
+            _append(ws, [
+                unit["unit"], "部门" if unit["kind"] == "department" else "镇街", name, deadlines[name], STATE_LABELS[st["state"]],
+                st["first"] or "", st["latest"] or "", st["reports"], "、".join(map(str, st["missing_tasks"])),
+            ])
+    for col, width in zip("ABCDEFGHI", (22, 6, 10, 12, 8, 14, 14, 8, 40)):
+        ws.column_dimensions[col].width = width
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+def _sheet_name(name: str) -> str:
+    for ch in "[]:*?/\\":
+        name = name.replace(ch, "_")
+    return name[:31] or "Sheet"
+
+
+def _append(ws, values: list) -> None:
+    """Append a row; unit text that starts with "=" stays text, never a formula Excel would evaluate."""
+    ws.append(values)
+    for cell in ws[ws.max_row]:
+        if isinstance(cell.value, str) and cell.value.startswith("="):
+            cell.data_type = "s"
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def digest_export(cfg: Config, db, now: dt.datetime) -> Path:
+    """The workbook attached to a digest, under state/exports/."""
+    local = now.astimezone(cfg.tz)
+    path = cfg.state_dir / "exports" / f"汇总台账-{local:%Y%m%d-%H%M}.xlsx"
+    return write_atomic(path, consolidated_xlsx(cfg, db, now, [r for r in cfg.rounds if r.opens <= now] or [cfg.rounds[0]]))
+

@@ -1,0 +1,240 @@
+"""What is due now: reminders, overdue notices and coordinator digests, derived from state.
+
+Nothing is pre-scheduled (DESIGN.md invariant 5). Each run asks, for the moment
+``now``, which notices are due and not yet in the outbox; the dedupe key
+(kind, round, unit, step) makes each happen at most once. After downtime only
+the latest step that is still relevant is sent (a reminder for a deadline that
+has passed is not), so a three-day outage yields one catch-up mail, not three.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+from .config import Config, Round
+from .outbox import queue_mail
+
+@dataclass
+class Notice:
+    kind: str  # reminder | overdue | digest
+    round: str | None
+    unit: str | None
+    to: list[str]
+    step: str
+    cc: list[str] = field(default_factory=list)
+
+    @property
+    def dedupe_key(self) -> str:
+        return f"{self.kind}:{self.round or '-'}:{self.unit or '-'}:{self.step}"
+
+    def as_dict(self) -> dict:
+        """The `notices --json` contract."""
+        return {"kind": self.kind, "round": self.round, "unit": self.unit, "to": self.to}
+
+
+def settings(cfg: Config) -> dict:
+    return cfg.notices
+
+
+def _hm(text: str) -> dt.time:
+    h, _, m = text.partition(":")
+    return dt.time(int(h), int(m or 0))
+
+
+def _at(day: dt.date, hour: str, tz) -> dt.datetime:
+    return dt.datetime.combine(day, _hm(hour), tz)
+
+
+def quiet(cfg: Config, now: dt.datetime) -> bool:
+    """Inside quiet hours, or a weekend when weekends are skipped."""
+    s = settings(cfg)
+    local = now.astimezone(cfg.tz)
+    if s["skip_weekends"] and local.weekday() >= 5:
+        return True
+    window = s["quiet_hours"]
+    if not window:
+        return False
+    start, _, end = window.partition("-")
+    t, a, b = local.time(), _hm(start), _hm(end)
+    return (a <= t or t < b) if a > b else (a <= t < b)
+
+
+def reported_units(db, round_name: str) -> set[str]:
+    return {r["unit"] for r in db.query("SELECT DISTINCT unit FROM reports WHERE round = ?", [round_name])}
+
+
+def _sent_keys(db, prefix: str) -> set[str]:
+    return {r["dedupe_key"] for r in db.query("SELECT dedupe_key FROM outbox WHERE dedupe_key LIKE ?", [prefix + "%"])}
+
+
+def _next_round(cfg: Config, rnd: Round) -> Round | None:
+    later = [r for r in cfg.rounds if r.opens > rnd.opens]
+    return later[0] if later else None
+
+
+def reminder_step(cfg: Config, rnd: Round, now: dt.datetime) -> str | None:
+    """The latest reminder step whose time has come, while the deadline is still ahead."""
+    if now >= rnd.deadline_end:
+        return None
+    hour = settings(cfg)["hour"]
+    due = [d for d in rnd.remind_days_before if _at(rnd.deadline - dt.timedelta(days=d), hour, cfg.tz) <= now]
+    return f"d-{min(due)}" if due else None
+
+
+def overdue_step(cfg: Config, rnd: Round, now: dt.datetime) -> str | None:
+    """The latest overdue step (day after the deadline, then every N days) until the next round opens."""
+    nxt = _next_round(cfg, rnd)
+    if nxt is not None and now >= nxt.opens:
+        return None
+    first = _at(rnd.deadline + dt.timedelta(days=1), settings(cfg)["hour"], cfg.tz)
+    if now < first:
+        return None
+    k = (now - first).days // rnd.overdue_every_days
+    return f"o{k}-{(rnd.deadline + dt.timedelta(days=1 + k * rnd.overdue_every_days)).isoformat()}"
+
+
+def due_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
+    """Every notice due at ``now`` and not yet queued, in a stable order."""
+    if quiet(cfg, now):
+        return []
+    s = settings(cfg)
+    notices: list[Notice] = []
+    for rnd in cfg.rounds:
+        reported = None
+        for kind, step in (("reminder", reminder_step(cfg, rnd, now)), ("overdue", overdue_step(cfg, rnd, now))):
+            if step is None:
+                continue
+            if reported is None:
+                reported = reported_units(db, rnd.name)
+            sent = _sent_keys(db, f"{kind}:{rnd.name}:")
+            for unit in cfg.roster:
+                if unit.name in reported or not unit.emails or not cfg.roster.tasks_of(unit, cfg.ledger):
+                    continue
+                cc = list(cfg.coordinator_emails) if kind == "overdue" and s["overdue_cc_coordinator"] else []
+                notice = Notice(kind, rnd.name, unit.name, list(unit.emails), step, cc)
+                if notice.dedupe_key not in sent:
+                    notices.append(notice)
+    digest = _digest_due(cfg, db, now)
+    if digest is not None:
+        notices.append(digest)
+    return notices
+
+
+def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
+    if not cfg.coordinator_emails:
+        return None
+    s = settings(cfg)
+    local = now.astimezone(cfg.tz)
+    if local < _at(local.date(), s["digest_hour"], cfg.tz):
+        return None
+    notice = Notice("digest", None, None, list(cfg.coordinator_emails), local.date().isoformat())
+    if _sent_keys(db, notice.dedupe_key):
+        return None
+    day_after_deadline = any(local.date() == r.deadline + dt.timedelta(days=1) for r in cfg.rounds)
+    near = any(
+        dt.timedelta(0) <= r.deadline_end - now <= dt.timedelta(days=s["digest_days_before_deadline"] + 1) for r in cfg.rounds
+    )
+    if day_after_deadline or near or _activity_since_last_digest(db):
+        return notice
+    return None
+
+
+def _last_digest(db) -> str | None:
+    row = db.execute("SELECT MAX(created_at) FROM outbox WHERE kind = 'digest'").fetchone()
+    return row[0] if row else None
+
+
+def _activity_since_last_digest(db) -> bool:
+    since = _last_digest(db) or ""
+    return db.execute("SELECT COUNT(*) FROM messages WHERE processed_at > ?", [since]).fetchone()[0] > 0
+
+
+# --- queueing -------------------------------------------------------------------------------------
+
+
+def queue_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
+    """Turn due notices into outbox rows (each in its own transaction); returns what was queued."""
+    from .digest import digest_context, digest_attachments
+
+    queued = []
+    for notice in due_notices(cfg, db, now):
+        rnd = cfg.round_named(notice.round) if notice.round else None
+        attachments: list[dict] = []
+        if notice.kind in ("reminder", "overdue"):
+            unit = cfg.roster.get(notice.unit)
+            path = blank_form_path(cfg, rnd, unit.name)
+            attachments = [{"path": str(path), "name": f"{unit.name}-{cfg.ledger.year or ''}年{rnd.name}任务落实台账（填报版）.docx"}]
+            context = _unit_context(cfg, db, rnd, unit.name, now)
+            template = notice.kind
+            subject = (
+                f"【提醒】请于{rnd.deadline.month}月{rnd.deadline.day}日前报送{context['round_label']}任务落实台账（{unit.name}）"
+                if notice.kind == "reminder"
+                else f"【逾期未报】{unit.name}尚未报送{context['round_label']}任务落实台账，请尽快报送"
+            )
+        else:
+            context = digest_context(cfg, db, now)
+            attachments = digest_attachments(cfg, db, now)
+            template, subject = "digest", f"【台账报送日报】{now.astimezone(cfg.tz):%Y-%m-%d}：{context['headline']}"
+            context["coordinator"] = True
+        with db.atomic():
+            row = queue_mail(
+                db, cfg, dedupe_key=notice.dedupe_key, kind=notice.kind, to=notice.to, cc=notice.cc, subject=subject,
+                template=template, context=context, unit=notice.unit, round_name=notice.round, attachments=attachments,
+            )
+        if row is not None:
+            queued.append(notice)
+    return queued
+
+
+def queue_digest(cfg: Config, db, now: dt.datetime, force: bool = False) -> bool:
+    """Queue today's digest now (the coordinator asked for it), unless one is already queued for this minute."""
+    from .digest import digest_attachments, digest_context
+
+    local = now.astimezone(cfg.tz)
+    step = f"{local.date().isoformat()}" if not force else f"manual-{local:%Y%m%dT%H%M%S}"
+    context = digest_context(cfg, db, now)
+    context["coordinator"] = True
+    with db.atomic():
+        return queue_mail(
+            db, cfg, dedupe_key=f"digest:-:-:{step}", kind="digest", to=list(cfg.coordinator_emails),
+            subject=f"【台账报送日报】{local:%Y-%m-%d}：{context['headline']}", template="digest", context=context,
+            attachments=digest_attachments(cfg, db, now),
+        ) is not None
+
+
+def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
+    """The unit's own pre-filled blank form (its name, only its tasks), rendered once per round."""
+    from .forms import write_form
+
+    folder = cfg.state_dir / "forms" / rnd.name
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{unit_name}.docx"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        write_form(tmp, cfg, unit_name)
+        tmp.replace(path)
+    return path
+
+
+def _unit_context(cfg: Config, db, rnd: Round, unit_name: str, now: dt.datetime) -> dict:
+    tasks = cfg.roster.tasks_of(unit_name, cfg.ledger)
+    late_days = (now.astimezone(cfg.tz).date() - rnd.deadline).days
+    return {
+        "unit": unit_name,
+        "round_label": f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name,
+        "deadline": f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日",
+        "days_left": (rnd.deadline - now.astimezone(cfg.tz).date()).days,
+        "late_days": late_days,
+        "task_count": len(tasks),
+        "tasks": ", ".join(str(t) for t in tasks),
+        "ledger_title": cfg.ledger.title,
+        "mailbox": cfg.smtp.from_addr or cfg.imap.user,
+    }
+
+
+def notices_json(cfg: Config, db, now: dt.datetime) -> str:
+    return json.dumps([n.as_dict() for n in due_notices(cfg, db, now)], ensure_ascii=False, indent=2)
