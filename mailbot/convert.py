@@ -60,7 +60,9 @@ def read_member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
         raise ReportError(f"文件中的「{name}」过大（{info.file_size} 字节），已拒收", "too_large")
     try:
         with zf.open(info) as fh:
-            data = fh.read(limit + 1)
+            # zipfile stops at the declared size, so never ask for more than that (a lying
+            # header cannot make zlib inflate up to the limit first).
+            data = fh.read(min(limit, info.file_size) + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
         raise ReportError(f"文件已损坏，无法解压（{type(err).__name__}）：请重新保存后再发送", "corrupt") from err
     if len(data) > limit:
@@ -203,7 +205,10 @@ KIND_LABELS = {"doc": "Word 97-2003 (.doc)", "wps": "WPS (.wps)", "odt": "OpenDo
 
 
 def soffice_path() -> str | None:
-    return os.environ.get("MAILBOT_SOFFICE") or shutil.which("soffice") or shutil.which("libreoffice")
+    configured = os.environ.get("MAILBOT_SOFFICE")
+    if configured:
+        return shutil.which(configured)  # None when that path does not exist or is not executable
+    return shutil.which("soffice") or shutil.which("libreoffice")
 
 
 def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:

@@ -212,13 +212,12 @@ class Roster:
             return None
         if key in self._keys:
             return self._keys[key]
-        # The name embedded in longer text: "西夏区民政局2023年中报送" → longest known name inside.
-        found = [(len(k), u) for k, u in self._keys.items() if len(k) >= 2 and k in key]
-        if found:
-            found.sort(key=lambda x: -x[0])
-            top = [u for n, u in found if n == found[0][0]]
-            if len({u.name for u in top}) == 1:
-                return top[0]
+        # The name embedded in longer text: "西夏区民政局2023年中报送" → the known name inside.
+        # Two different units named ("民政局、医疗保障局") is not a match.
+        found = [(k, u) for k, u in self._keys.items() if len(k) >= 2 and k in key]
+        found = [(k, u) for k, u in found if not any(k != k2 and k in k2 for k2, _u in found)]
+        if len({u.name for _k, u in found}) == 1:
+            return found[0][1]
         return None
 
     def responsible_units(self, task: Task) -> list[Unit]:

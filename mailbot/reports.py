@@ -123,6 +123,7 @@ def parse_document(
     if kind in REFUSALS:
         raise ReportError(REFUSALS[kind], kind)
     if kind == "zip":
+        open_zip(data, "附件")  # a damaged .docx also looks like a zip: say "corrupt" for it
         raise ReportError("附件是压缩包而不是 Word 文档：请直接附上填报好的 .docx 文件", "archive")
     if kind in NEEDS_CONVERSION:
         data = convert_to_docx(data, kind, timeout=conversion_timeout)
@@ -170,13 +171,20 @@ def _main_part_name(zf) -> str:
 
 
 def _parse_xml(xml: bytes) -> etree._Element:
-    # Word never writes a DTD; a DOCTYPE or ENTITY here is an entity trick.
-    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml:
+    # Word never writes a DTD; a DOCTYPE or ENTITY here is an entity trick (in UTF-8 or UTF-16).
+    head = xml[:65536]
+    wide = head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head[:64]
+    text = head.decode("utf-16", "ignore") if wide else ""
+    if b"<!DOCTYPE" in xml or b"<!ENTITY" in xml or "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise ReportError("文档中含有不允许的 XML 实体声明，疑似恶意文件，已拒收", "entity")
     try:
-        return etree.fromstring(xml, _XML_PARSER)
+        root = etree.fromstring(xml, _XML_PARSER)
     except etree.XMLSyntaxError as err:
         raise ReportError("Word 文档内容已损坏，无法读取：请重新保存后再发送", "corrupt") from err
+    info = root.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None:  # the byte check above misses UTF-16 parts
+        raise ReportError("文档中含有不允许的 XML 实体声明，疑似恶意文件，已拒收", "entity")
+    return root
 
 
 # --- text as Word shows it ----------------------------------------------------------------------
@@ -230,7 +238,12 @@ class Numbering:
 
     def __init__(self, numbering: etree._Element | None):
         self.levels: dict[tuple[str, int], tuple[int, str, str]] = {}
+        # Word counts per abstract numbering, so two w:num sharing one list continue it;
+        # a w:num with a startOverride restarts the list the first time it is used.
+        self.abstract_of: dict[str, str] = {}
+        self.restarts: set[str] = set()
         self.counters: dict[str, dict[int, int]] = {}
+        self.starts: dict[str, dict[int, int]] = {}
         self.labels: dict[etree._Element, str] = {}
         if numbering is None:
             return
@@ -250,15 +263,19 @@ class Numbering:
             abstract[an.get(_w("abstractNumId"), "")] = levels
         for num in numbering.iter(_w("num")):
             ref = num.find(_w("abstractNumId"))
-            levels = dict(abstract.get(ref.get(VAL, "") if ref is not None else "", {}))
+            abstract_id = ref.get(VAL, "") if ref is not None else ""
+            num_id = num.get(_w("numId"), "")
+            levels = dict(abstract.get(abstract_id, {}))
             for override in num.iter(_w("lvlOverride")):
                 ilvl = int(override.get(_w("ilvl"), "0") or 0)
                 so = override.find(_w("startOverride"))
                 if so is not None and ilvl in levels and (so.get(VAL) or "").isdigit():
                     _s, fmt, text = levels[ilvl]
                     levels[ilvl] = (int(so.get(VAL)), fmt, text)
+                    self.restarts.add(num_id)
+            self.abstract_of[num_id] = abstract_id
             for ilvl, spec in levels.items():
-                self.levels[(num.get(_w("numId"), ""), ilvl)] = spec
+                self.levels[(num_id, ilvl)] = spec
 
     def compute(self, body: etree._Element) -> None:
         if not self.levels:
@@ -275,13 +292,20 @@ class Numbering:
             ilvl = int(ilvl_el.get(VAL, "0") or 0) if ilvl_el is not None else 0
             if num_id == "0" or (num_id, ilvl) not in self.levels:
                 continue
-            counters = self.counters.setdefault(num_id, {})
+            key = self.abstract_of.get(num_id, num_id)
+            counters = self.counters.setdefault(key, {})
+            starts = self.starts.setdefault(key, {})
+            if num_id in self.restarts:
+                self.restarts.discard(num_id)
+                counters.clear()
+            if ilvl not in counters:
+                starts[ilvl] = self.levels[(num_id, ilvl)][0]
             counters[ilvl] = counters.get(ilvl, 0) + 1
             for deeper in [k for k in counters if k > ilvl]:
                 del counters[deeper]
-            self.labels[p] = self._label(num_id, ilvl, counters)
+            self.labels[p] = self._label(num_id, ilvl, counters, starts)
 
-    def _label(self, num_id: str, ilvl: int, counters: dict[int, int]) -> str:
+    def _label(self, num_id: str, ilvl: int, counters: dict[int, int], starts: dict[int, int]) -> str:
         _start, fmt, text = self.levels[(num_id, ilvl)]
         if fmt == "bullet":
             return "•"
@@ -291,7 +315,7 @@ class Numbering:
         def value(m: re.Match) -> str:
             lvl = int(m.group(1)) - 1
             start, lfmt, _t = self.levels.get((num_id, lvl), (1, "decimal", ""))
-            return _format_number(start + counters.get(lvl, 1) - 1, lfmt)
+            return _format_number(starts.get(lvl, start) + counters.get(lvl, 1) - 1, lfmt)
 
         return re.sub(r"%(\d)", value, text)
 
@@ -472,7 +496,7 @@ def _header_roles(row: list[Cell], numbering: Numbering) -> dict[str, int] | Non
         if cell.origin is not cell:
             continue
         key = normalize_text(cell.text(numbering))
-        if not key or len(key) > 12:
+        if not key or len(key) > 24:
             continue
         for role, pattern in ROLE_PATTERNS:
             if pattern.search(key):
@@ -622,7 +646,11 @@ def _task_of_row(row: list[Cell], roles: dict[str, int], nums: Numbering, ledger
 
 _LABEL_STOP = r"(?=\s*(?:联\s*系\s*人|联\s*系\s*电\s*话|电\s*话|手\s*机|填\s*报\s*(?:日\s*期|时\s*间|人)|日\s*期)|\s*$)"
 UNIT_RE = re.compile(r"填\s*报\s*单\s*位(?:\s*名\s*称)?\s*(?:[（(][^）)\n]{0,6}[）)])?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
-CONTACT_RE = re.compile(r"联\s*系\s*人\s*(?:姓名)?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
+CONTACT_RE = re.compile(r"(?:联\s*系\s*人|填\s*报\s*人)(?!\s*及)\s*(?:姓名)?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
+CONTACT_PHONE_RE = re.compile(
+    r"联\s*系\s*人\s*(?:及|和|、|/)\s*(?:联\s*系\s*)?(?:电\s*话|方\s*式)\s*[:：]?[ \t　]*(?P<v>[^\d\n０-９]*?)\s*(?P<phone>[0-9０-９][0-9０-９\-－—+＋()（）、/ 　]*[0-9０-９])",
+    re.M,
+)
 PHONE_RE = re.compile(r"(?:联\s*系\s*电\s*话|电\s*话|手\s*机)\s*(?:号码)?\s*[:：]?[ \t　]*(?P<v>[0-9０-９\-－—+＋()（）、/ 　]*[0-9０-９])", re.M)
 _SEAL = re.compile(r"[（(【\[]\s*(?:单位)?(?:盖章|公章|签章|章|加盖公章)\s*[)）】\]]")
 
@@ -655,6 +683,9 @@ def _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numberin
     for text in ("\n".join(before), "\n".join(after[:20])):
         unit = _search(UNIT_RE, text)
         if unit is not None or "填报单位" in normalize_text(text):
+            combined = CONTACT_PHONE_RE.search(text)
+            if combined:
+                return _clean_value(unit), _clean_value(combined.group("v")), _clean_phone(combined.group("phone"))
             return _clean_value(unit), _clean_value(_search(CONTACT_RE, text)), _clean_phone(_search(PHONE_RE, text))
     return None, None, None
 

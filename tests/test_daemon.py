@@ -1,0 +1,289 @@
+"""The daemon against real servers: Dovecot (IMAP) and aiosmtpd (SMTP), started by fixtures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import mailbuilder as mb
+from mailbot import mailbox as mailbox_mod
+from mailbot import store
+from mailbot.config import load_config
+from mailbot.daemon import run_cycle
+from servers import *  # noqa: F401,F403 - fixtures: dovecot, mailbox, smtp_server, smtp_server_tls_auth
+
+import shutil  # noqa: E402
+
+pytestmark = pytest.mark.skipif(shutil.which("dovecot") is None and not os.path.exists("/usr/sbin/dovecot"), reason="dovecot is not installed")
+
+ROOT = Path(__file__).resolve().parent.parent
+LATER = lambda hours: store.now_utc() + dt.timedelta(hours=hours)  # noqa: E731
+
+
+def write_config(tmp_path, dovecot, user, smtp, *, imap_security="plain", smtp_security="plain", smtp_user="", folders=("INBOX",), extra=""):
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    rounds = text[text.index("[[rounds]]"):]
+    imap_port = dovecot.ssl_port if imap_security == "ssl" else dovecot.port
+    cfg = f"""
+[bot]
+state_dir = "{tmp_path / 'state'}"
+timezone = "Asia/Shanghai"
+reply_max_age_days = 100000
+{extra}
+
+[imap]
+host = "127.0.0.1"
+port = {imap_port}
+security = "{imap_security}"
+user = "{user}"
+password_env = "TEST_IMAP_PASSWORD"
+folders = {json.dumps(list(folders), ensure_ascii=False)}
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp.port}
+security = "{smtp_security}"
+user = "{smtp_user}"
+password_env = "TEST_SMTP_PASSWORD"
+from = "{user}"
+
+[coordinator]
+emails = ["duchashi@xixia.example"]
+
+{rounds}"""
+    path = tmp_path / "live.toml"
+    path.write_text(cfg, encoding="utf-8")
+    return load_config(path)
+
+
+@pytest.fixture
+def live(tmp_path, dovecot, mailbox, smtp_server, monkeypatch):
+    user, password = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", password)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "unused")
+    cfg = write_config(tmp_path, dovecot, user, smtp_server)
+    return cfg, dovecot, user, password, smtp_server
+
+
+def report(make_report, progress=None, **kw) -> bytes:
+    return make_report(progress or {t: f"任务{t}进展" for t in range(1, 31)}, **kw).read_bytes()
+
+
+def db_of(cfg):
+    return store.open_db(cfg.db_path)
+
+
+def test_end_to_end_poll_reply_threading_and_id(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    good = mb.simple(attachments=[("民政局台账.docx", report(make_report))], message_id="<good-1@xixia.example>")
+    partial = mb.simple(sender="xjz@xixia.example", subject="兴泾镇台账", attachments=[("x.docx", report(make_report, {1: "已完成"}, unit="兴泾镇"))])
+    pdf = mb.simple(sender="jyj@xixia.example", subject="教育局", attachments=[("a.pdf", b"%PDF-1.4\n")])
+    auto = mb.simple(subject="自动回复：休假", headers={"Auto-Submitted": "auto-replied"})
+    for raw, day in ((good, "2023-08-10"), (partial, "2023-08-11"), (pdf, "2023-08-12"), (auto, "2023-08-12")):
+        dovecot.append(user, pw, raw, date=mb.when(day))
+
+    rep = run_cycle(cfg)
+    assert rep.poll_error is None and rep.poll.fetched == 4
+    assert rep.poll.statuses == {"accepted": 2, "rejected": 1, "ignored": 1}
+    assert rep.delivery.sent == 3
+    got = smtp.wait_for(3)
+    by_rcpt = {m.rcpt_tos[0]: m for m in got}
+    assert set(by_rcpt) == {"mzj@xixia.example", "xjz@xixia.example", "jyj@xixia.example"}
+    ack = by_rcpt["mzj@xixia.example"].message
+    assert ack["In-Reply-To"] == "<good-1@xixia.example>" and "<good-1@xixia.example>" in ack["References"]
+    assert ack["Auto-Submitted"] == "auto-replied" and ack["X-Mailbot-Loop"] == user
+    assert "民政局" in ack["Subject"] and "已收到并登记" in ack.get_body(("plain",)).get_content()
+    assert "<html" not in ack.get_body(("plain",)).get_content() and ack.get_body(("html",)) is not None
+    partial_ack = by_rcpt["xjz@xixia.example"].message.get_body(("plain",)).get_content()
+    assert "尚未填写进展落实情况" in partial_ack
+    assert "PDF" in by_rcpt["jyj@xixia.example"].message.get_body(("plain",)).get_content()
+    # received time is Dovecot's INTERNALDATE, not the Date header
+    db = db_of(cfg)
+    assert [r["received_at"][:10] for r in db.query("SELECT received_at FROM messages ORDER BY uid")] == [
+        "2023-08-10", "2023-08-11", "2023-08-12", "2023-08-12"]
+    # the ID command reached the server, and nobody's mailbox view changed (no \Seen)
+    assert "ID sent: name=mailbot" in dovecot.wait_for_log("ID sent")
+    assert all("\\Seen" not in m["flags"] for m in dovecot.messages(user, pw))
+
+
+def test_poll_twice_processes_nothing_twice(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    run_cycle(cfg)
+    second = run_cycle(cfg)
+    assert second.poll.fetched == 0 and second.delivery.sent == 0
+    assert len(smtp.messages) == 1
+    assert db_of(cfg).execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
+
+
+def test_crash_between_commit_and_cursor_update(live, make_report, monkeypatch):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))], message_id="<c1@x.example>"))
+    dovecot.append(user, pw, mb.simple(sender="sfj@xixia.example", subject="司法局", attachments=[("b.docx", report(make_report, unit="司法局"))], message_id="<c2@x.example>"))
+    real = mailbox_mod.advance_cursor
+
+    def crash(db, folder, validity, uid):
+        if uid > 0:
+            raise KeyboardInterrupt("killed after commit, before the cursor moved")
+        real(db, folder, validity, uid)
+
+    monkeypatch.setattr(mailbox_mod, "advance_cursor", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_cycle(cfg)
+    monkeypatch.setattr(mailbox_mod, "advance_cursor", real)
+    rep = run_cycle(cfg)
+    db = db_of(cfg)
+    rows = list(db.query("SELECT uid, status FROM messages ORDER BY id"))
+    assert [(r["uid"], r["status"]) for r in rows] == [(1, "accepted"), (2, "accepted")]
+    assert rep.poll.skipped == 1 and rep.poll.fetched == 1
+    smtp.wait_for(2)
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["mzj@xixia.example", "sfj@xixia.example"]
+
+
+def test_uidvalidity_change_rescans_without_duplicates(tmp_path, dovecot, mailbox, smtp_server, monkeypatch, make_report):
+    user, pw = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    dovecot.create_folder(user, pw, "Reports")
+    cfg = write_config(tmp_path, dovecot, user, smtp_server, folders=("Reports",))
+    first = mb.simple(attachments=[("a.docx", report(make_report))], message_id="<v1@x.example>")
+    dovecot.append(user, pw, first, folder="Reports")
+    assert run_cycle(cfg).poll.statuses == {"accepted": 1}
+    before = dovecot.uidvalidity(user, pw, "Reports")
+    dovecot.delete_folder(user, pw, "Reports")
+    dovecot.create_folder(user, pw, "Reports")
+    assert dovecot.uidvalidity(user, pw, "Reports") != before
+    dovecot.append(user, pw, first, folder="Reports")
+    dovecot.append(user, pw, mb.simple(sender="sfj@xixia.example", subject="司法局", attachments=[("b.docx", report(make_report, unit="司法局"))]), folder="Reports")
+    rep = run_cycle(cfg)
+    assert rep.poll.rescans == ["Reports"] and rep.poll.statuses == {"duplicate": 1, "accepted": 1}
+    assert len(smtp_server.wait_for(2)) == 2  # one ack each, none twice
+
+
+def test_dovecot_down_then_back(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    dovecot.stop()
+    rep = run_cycle(cfg)
+    assert rep.poll_error and "IMAP" in rep.poll_error
+    db = db_of(cfg)
+    assert store.kv_get(db, "imap_failures") == "1"
+    skipped = run_cycle(cfg)  # within the back-off: the server is not hammered
+    assert skipped.skipped_poll and skipped.poll_error is None
+    dovecot.start()
+    rep = run_cycle(cfg, now=LATER(1))
+    assert rep.poll.statuses == {"accepted": 1} and store.kv_get(db, "imap_failures") is None
+    assert len(smtp.wait_for(1)) == 1
+
+
+def test_outage_alerts_coordinator_once(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.stop()
+    for hours in (0, 1, 2, 3, 4):
+        run_cycle(cfg, now=LATER(hours))
+    db = db_of(cfg)
+    alerts = list(db.query("SELECT * FROM outbox WHERE kind = 'alert'"))
+    assert len(alerts) == 1 and json.loads(alerts[0]["to_addrs"]) == ["duchashi@xixia.example"]
+    assert "无法收取邮箱" in alerts[0]["body_text"]
+    dovecot.start()
+
+
+def test_login_refused_is_config_error_with_backoff_and_one_alert(live, monkeypatch):
+    cfg, dovecot, user, pw, smtp = live
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong-password")
+    rep = run_cycle(cfg)
+    assert "登录" in rep.poll_error and "被拒绝" in rep.poll_error
+    again = run_cycle(cfg, now=LATER(0.2))
+    assert again.skipped_poll  # no retry for half an hour: do not hammer the server
+    run_cycle(cfg, now=LATER(1))
+    db = db_of(cfg)
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 1
+    assert len(smtp.wait_for(1)) >= 1 and smtp.messages[0].rcpt_tos == ["duchashi@xixia.example"]
+
+
+def test_smtp_refusing_then_recovering_delivers_each_once(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    for i, (sender, unit) in enumerate((("mzj@xixia.example", "民政局"), ("sfj@xixia.example", "司法局"))):
+        dovecot.append(user, pw, mb.simple(sender=sender, subject=unit, attachments=[(f"{i}.docx", report(make_report, unit=unit))]))
+    smtp.fail_with = (451, "4.3.0 try again later")
+    rep = run_cycle(cfg)
+    assert rep.delivery.sent == 0 and rep.delivery.retried >= 1
+    db = db_of(cfg)
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0] == 2
+    smtp.fail_with = None
+    smtp.drop_connection = True
+    run_cycle(cfg, now=LATER(1))
+    smtp.drop_connection = False
+    rep = run_cycle(cfg, now=LATER(24))
+    assert rep.delivery.sent + len(smtp.messages) >= 2
+    run_cycle(cfg, now=LATER(48))
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["mzj@xixia.example", "sfj@xixia.example"]
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").fetchone()[0] == 2
+
+
+def test_our_ack_mailed_back_auto_reply_and_bounce_cause_no_mail(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    run_cycle(cfg)
+    [ack] = smtp.wait_for(1)
+    ack_id = ack.message["Message-ID"]
+    dovecot.append(user, pw, ack.data)  # our own acknowledgement comes back
+    dovecot.append(user, pw, mb.simple(subject="自动回复: 回执", body="我正在休假", headers={"In-Reply-To": ack_id}))
+    bounce = (
+        "From: MAILER-DAEMON@xixia.example\r\nTo: {u}\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce1@xixia.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain\r\n\r\ndelivery failed\r\n--b--\r\n"
+    ).format(u=user).encode()
+    dovecot.append(user, pw, bounce)
+    rep = run_cycle(cfg, now=LATER(1))
+    assert rep.poll.statuses == {"ignored": 3}
+    run_cycle(cfg, now=LATER(2))
+    assert len(smtp.messages) == 1
+
+
+def test_imaps_and_smtp_starttls_auth(tmp_path, dovecot, mailbox, smtp_server_tls_auth, monkeypatch, make_report):
+    user, pw = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-secret")
+    cfg = write_config(tmp_path, dovecot, user, smtp_server_tls_auth, imap_security="ssl", smtp_security="starttls",
+                       smtp_user="mailbot@example.test")
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    rep = run_cycle(cfg)
+    assert rep.poll.statuses == {"accepted": 1} and rep.delivery.sent == 1
+    [got] = smtp_server_tls_auth.wait_for(1)
+    assert got.tls
+    assert any(login == "mailbot@example.test" and ok for _mech, login, ok in smtp_server_tls_auth.auth_attempts)
+
+
+def test_check_command_reports_each_server(live, tmp_path):
+    cfg, dovecot, user, pw, smtp = live
+    env = dict(os.environ)
+    out = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg.path), "check"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "IMAP 127.0.0.1" in out.stdout and "登录成功" in out.stdout and "SMTP 127.0.0.1" in out.stdout
+    env["TEST_IMAP_PASSWORD"] = "wrong"
+    out = subprocess.run([sys.executable, "-m", "mailbot.cli", "--config", str(cfg.path), "check"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 1 and "被拒绝" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_run_daemon_stops_cleanly_on_sigterm(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    proc = subprocess.Popen([sys.executable, "-m", "mailbot.cli", "--config", str(cfg.path), "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        smtp.wait_for(1, timeout=30)
+    finally:
+        proc.send_signal(15)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "stopping after the current message" in out and "mailbot stopped" in out
+    assert "Traceback" not in out
