@@ -20,7 +20,10 @@ def _local(cfg: Config, stamp: str | None) -> str:
 
 
 def digest_context(cfg: Config, db, now: dt.datetime) -> dict:
-    since = db.execute("SELECT MAX(created_at) FROM outbox WHERE kind = 'digest'").fetchone()[0] or ""
+    from .notices import last_digest_slot
+
+    slot = last_digest_slot(cfg, db)
+    since = store.iso(slot) if slot else ""
     opened = [r for r in cfg.rounds if r.opens <= now] or [cfg.rounds[0]]
     table = status_table(cfg, db, opened, now)
     rounds = []
@@ -49,13 +52,15 @@ def digest_context(cfg: Config, db, now: dt.datetime) -> dict:
             "subject": (r["subject"] or "")[:60],
         }
         for r in db.query(
-            "SELECT * FROM messages WHERE processed_at > ? AND status != 'duplicate' ORDER BY received_at", [since]
+            "SELECT * FROM messages WHERE received_at >= ? AND received_at <= ? AND status != 'duplicate' ORDER BY received_at",
+            [since, store.iso(now)],
         )
     ]
     problems = []
     for r in db.query(
-        "SELECT * FROM messages WHERE processed_at > ? AND (status IN ('quarantined','rejected') OR (status = 'accepted' AND verified = 0)) ORDER BY id",
-        [since],
+        "SELECT * FROM messages WHERE received_at >= ? AND received_at <= ? "
+        "AND (status IN ('quarantined','rejected') OR (status = 'accepted' AND verified = 0)) ORDER BY id",
+        [since, store.iso(now)],
     ):
         if r["status"] == "accepted":
             text = f"{r['unit']} 的报送来自未登记的地址 {r['from_addr']}，已登记并抄送单位登记邮箱，请核实"

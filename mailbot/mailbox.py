@@ -105,6 +105,8 @@ class Mailbox:
         if "ID" in self.capabilities:
             # 163 refuses SELECT ("Unsafe Login") until the client identifies itself (RFC 2971).
             ident = f'("name" "mailbot" "version" "{__version__}" "vendor" "mailbot" "support-email" "{s.user or "mailbot"}")'
+            # imaplib registers an unknown command for the state of its first use only.
+            imaplib.Commands.setdefault("ID", ("NONAUTH", "AUTH", "SELECTED"))
             try:
                 box.client.xatom("ID", ident)
             except (imaplib.IMAP4.error, OSError) as err:

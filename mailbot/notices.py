@@ -129,7 +129,8 @@ def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
         return None
     s = settings(cfg)
     local = now.astimezone(cfg.tz)
-    if local < _at(local.date(), s["digest_hour"], cfg.tz):
+    slot = _at(local.date(), s["digest_hour"], cfg.tz)
+    if local < slot:
         return None
     notice = Notice("digest", None, None, list(cfg.coordinator_emails), local.date().isoformat())
     if _sent_keys(db, notice.dedupe_key):
@@ -138,19 +139,28 @@ def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
     near = any(
         dt.timedelta(0) <= r.deadline_end - now <= dt.timedelta(days=s["digest_days_before_deadline"] + 1) for r in cfg.rounds
     )
-    if day_after_deadline or near or _activity_since_last_digest(db):
+    if day_after_deadline or near or _activity_before(cfg, db, slot):
         return notice
     return None
 
 
-def _last_digest(db) -> str | None:
-    row = db.execute("SELECT MAX(created_at) FROM outbox WHERE kind = 'digest'").fetchone()
-    return row[0] if row else None
+def last_digest_slot(cfg: Config, db) -> dt.datetime | None:
+    """When the latest scheduled digest was due (its day at digest_hour); None before the first."""
+    row = db.execute(
+        "SELECT MAX(dedupe_key) FROM outbox WHERE kind = 'digest' AND dedupe_key NOT LIKE 'digest:-:-:manual-%'"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    day = dt.date.fromisoformat(row[0].rsplit(":", 1)[1])
+    return _at(day, settings(cfg)["digest_hour"], cfg.tz)
 
 
-def _activity_since_last_digest(db) -> bool:
-    since = _last_digest(db) or ""
-    return db.execute("SELECT COUNT(*) FROM messages WHERE processed_at > ?", [since]).fetchone()[0] > 0
+def _activity_before(cfg: Config, db, slot: dt.datetime) -> bool:
+    """Mail received since the last digest's slot and before this one (later mail waits for tomorrow)."""
+    since = last_digest_slot(cfg, db)
+    params = [store.iso(slot)] + ([store.iso(since)] if since else [])
+    query = "SELECT COUNT(*) FROM messages WHERE received_at < ?" + (" AND received_at >= ?" if since else "")
+    return db.execute(query, params).fetchone()[0] > 0
 
 
 # --- queueing -------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ def now_utc() -> dt.datetime:
 
 
 def iso(t: dt.datetime) -> str:
-    return t.isoformat(timespec="seconds")
+    """UTC ISO-8601: stored times compare correctly as text."""
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def open_db(path: str | os.PathLike) -> sqlite_utils.Database:
