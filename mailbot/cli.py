@@ -353,6 +353,31 @@ def cmd_form(args) -> int:
     return 0
 
 
+def cmd_ledger_import(args) -> int:
+    from .forms import import_ledger
+
+    ledger = import_ledger(_read_file(args.file))
+    out = Path(args.output or f"ledger_{ledger.year or 'new'}.json")
+    out.write_text(json.dumps(ledger.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"已导入《{ledger.title}》：{len(ledger.sections)} 个板块、{len(ledger.items)} 个重点工作、{len(ledger.tasks)} 项任务 → {out}\n"
+        f"启用方法：在 config.toml 的 [bot] 中写 ledger = \"{out}\"，并按新年度修改 [[rounds]]"
+    )
+    return 0
+
+
+def cmd_report_quarterly(args) -> int:
+    from .exports import write_atomic
+    from .quarterly import quarterly_docx
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    out = Path(args.output or f"季度通报-{args.quarter}.docx")
+    write_atomic(out, quarterly_docx(cfg, db, args.quarter, _now(args, cfg)))
+    print(f"已生成季度通报草稿 {out}（可在 Word/WPS 中修改后印发）")
+    return 0
+
+
 # --- wiring -------------------------------------------------------------------------------------
 
 
@@ -418,6 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("unit", nargs="?", help="单位名称或别名；省略则生成完整台账")
     s.add_argument("-o", "--output", help="输出文件（.docx）")
     s.set_defaults(func=cmd_form)
+
+    s = sub.add_parser("ledger", help="台账管理：从新年度的空白 Word 台账导入任务")
+    lsub = s.add_subparsers(dest="ledger_command", metavar="ACTION", parser_class=_Parser, required=True)
+    s2 = lsub.add_parser("import", help="从空白台账（填报版 .docx）导入一年的任务，写成 JSON")
+    s2.add_argument("file", help="空白台账 .docx")
+    s2.add_argument("-o", "--output", help="输出的 JSON 文件（默认 ledger_<年份>.json）")
+    s2.set_defaults(func=cmd_ledger_import)
+
+    s = sub.add_parser("report", help="生成文书：季度通报草稿")
+    rsub = s.add_subparsers(dest="report_command", metavar="KIND", parser_class=_Parser, required=True)
+    s2 = rsub.add_parser("quarterly", help="季度通报：本季度逾期、未报送单位及扣分（按 GB/T 9704 排版）")
+    s2.add_argument("--quarter", required=True, help="季度，例如 2023Q3")
+    s2.add_argument("-o", "--output", help="输出文件（.docx）")
+    s2.set_defaults(func=cmd_report_quarterly)
 
     s = sub.add_parser("demo", help="本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果")
     s.set_defaults(func=cmd_demo)

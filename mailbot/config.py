@@ -34,6 +34,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "trust_authentication_results": True,
         "reply_max_age_days": 14,  # older mail (a first backfill) is recorded but not answered
         "outbox_interval_seconds": 30,
+        "scoring": {"late_points": 1.0, "missing_points": 2.0},  # deductions in the quarterly notice
     },
     "imap": {
         "host": "127.0.0.1",

@@ -84,3 +84,69 @@ def write_form(path: str | Path, *args, **kwargs) -> Path:
     path = Path(path)
     path.write_bytes(render_form(*args, **kwargs))
     return path
+
+
+def import_ledger(data: bytes) -> Ledger:
+    """A year's ledger read from its blank Word form: the inverse of ``render_form``.
+
+    Title: the first paragraph; intro: the paragraph that starts with 《 (the form's
+    note); sections from the section rows (一、…); tasks from the task rows.
+    """
+    import re
+
+    from .errors import ReportError
+    from .ledger import Section, Task
+    from .reports import _cell_at, _load_parts, _paragraph_text, _parse_number, find_ledger_table, P, SECTION_RE, sniff
+
+    if sniff(data) != "docx":
+        raise ReportError("台账模板必须是 .docx 文件：请在 Word 或 WPS 中另存为 .docx 后再导入", "not_docx")
+    document, numbering = _load_parts(data)
+    lt = find_ledger_table(document, numbering)
+    nums = lt.nums
+    paragraphs = []
+    for block in lt.blocks:
+        if block is lt.table:
+            break
+        if block.tag == P:
+            text = _paragraph_text(block, nums).strip()
+            if text:
+                paragraphs.append(text)
+    title = paragraphs[0] if paragraphs else ""
+    intro = next((p for p in paragraphs if p.startswith("《")), "")
+    year_match = re.search(r"(20\d\d)\s*年", title)
+    sections: list[Section] = []
+    tasks: list[Task] = []
+    missing_roles = {"number", "item", "content", "units"} - set(lt.rows[0].roles if lt.rows else {})
+    if missing_roles:
+        raise ReportError("台账模板缺少「序号」「重点工作」「主要内容」「责任单位」中的列，无法导入", "not_ledger")
+
+    def text(row, role: str) -> str:
+        if role not in row.roles:
+            return ""
+        cell = _cell_at(row.cells, row.roles[role])
+        return cell.text(nums).strip() if cell is not None else ""
+
+    for row in lt.rows:
+        if row.section is not None:
+            label = re.sub(r"\s+", "", row.section)
+            sections.append(Section(len(sections) + 1, SECTION_RE.sub("", label, count=1)))
+            continue
+        number = _parse_number(text(row, "number"))
+        if number is None:
+            continue
+        tasks.append(
+            Task(
+                number=number,
+                section=len(sections) or 1,
+                item=re.sub(r"\s+", "", text(row, "item")),
+                content=text(row, "content"),
+                indicator=text(row, "indicator"),
+                units=text(row, "units"),
+                deadline=text(row, "deadline"),
+            )
+        )
+    if not tasks:
+        raise ReportError("台账模板中没有任务行（序号为数字的行）", "not_ledger")
+    if not sections:
+        sections = [Section(1, "")]
+    return Ledger(int(year_match.group(1)) if year_match else 0, title, intro, sections, tasks)

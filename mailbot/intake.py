@@ -492,9 +492,16 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
     else:
         result.missing = _missing(cfg, db, rnd.name, unit.name)
         files = [f.name for f in extracted.files] if extracted else []
-        ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files)
+        attachments = []
+        if result.reason_code not in ("zip_bomb", "entity", "too_large"):
+            # The problem is the form: send the unit its own blank one to fill in.
+            from .notices import blank_form_path
+
+            path = blank_form_path(cfg, rnd, unit.name)
+            attachments = [{"path": str(path), "name": f"{unit.name}-任务落实台账（填报版）.docx"}]
+        ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
         queue_mail(
             db, cfg, dedupe_key=f"reject:{result.message_row}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",
             template="reject", context=ctx, unit=unit.name, round_name=rnd.name, message_row=result.message_row,
-            in_reply_to=message_id, references=refs,
+            in_reply_to=message_id, references=refs, attachments=attachments,
         )

@@ -514,12 +514,29 @@ def _parse_number(text: str) -> int | None:
     return int(s) if s.isdigit() and len(s) <= 4 else None
 
 
-def _row_key(row: list[Cell]) -> tuple:
-    return tuple(id(c.origin) for c in row)
+@dataclass
+class Row:
+    """A row of the ledger table: a section row (一、…) or a task row with the column roles in force."""
+
+    cells: list[Cell]
+    roles: dict[str, int]
+    grid: list[list[Cell]]
+    index: int
+    section: str | None = None  # the section row's text, for section rows
 
 
-def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None, numbering: etree._Element | None = None) -> ParsedReport:
-    """Read a parsed document.xml into a report (raises ReportError when there is no ledger table)."""
+@dataclass
+class LedgerTable:
+    blocks: list[etree._Element]
+    table: etree._Element
+    grid: list[list[Cell]]
+    header_row: int
+    rows: list[Row]
+    nums: Numbering
+
+
+def find_ledger_table(document: etree._Element, numbering: etree._Element | None = None) -> LedgerTable:
+    """The ledger table by its header (序号 … 进展落实情况) and the tables that continue it; ReportError if none."""
     body = document.find(_w("body"))
     if body is None:
         raise ReportError("Word 文档内容为空：请使用下发的台账模板填报", "not_ledger")
@@ -543,8 +560,7 @@ def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None,
         raise ReportError(
             "附件中没有找到台账表格（表头应含「序号」「主要内容」和「进展落实情况」）：请使用下发的台账模板填报", "not_ledger"
         )
-    all_tables = tables + nested
-    ledger_tbl = all_tables[ledger_idx]
+    ledger_tbl = (tables + nested)[ledger_idx]
     ledger_grid = grids[id(ledger_tbl)]
     header_width = len([c for c in ledger_grid[header_row_idx] if c.origin is c])
 
@@ -559,46 +575,58 @@ def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None,
             if header_width in widths or any(_header_roles(row, nums) for row in grid[:3]):
                 segments.append((grid, 0))
 
-    warnings: list[str] = []
-    found_entries: dict[int, Entry] = {}
-    unmatched = 0
-    merged_progress: dict[int, list[int]] = {}
+    rows: list[Row] = []
     for grid, start in segments:
         for r in range(start, len(grid)):
-            row = grid[r]
-            relabel = _header_roles(row, nums)
+            cells = grid[r]
+            relabel = _header_roles(cells, nums)
             if relabel:
                 roles = relabel
                 continue
-            origins = {id(c.origin) for c in row}
-            first_text = row[0].text(nums) if row else ""
+            origins = {id(c.origin) for c in cells}
+            first_text = cells[0].text(nums) if cells else ""
             if len(origins) <= 1 or SECTION_RE.match(normalize_text(first_text)) and _parse_number(first_text) is None:
-                continue  # section row (一、…) or an empty row
-            task = _task_of_row(row, roles, nums, ledger, warnings)
-            pcell = _cell_at(row, roles["progress"])
-            progress = pcell.text(nums) if pcell is not None else ""
-            if task is None:
-                if progress:
-                    unmatched += 1
-                    snippet = progress.replace("\n", " ")[:30]
-                    warnings.append(f"有一行无法对应到台账任务（序号和主要内容都无法识别），其进展内容未记录：「{snippet}」")
+                if normalize_text(first_text):  # a section row (一、…); empty rows are dropped
+                    rows.append(Row(cells, roles, grid, r, section=first_text.strip()))
                 continue
-            if pcell is not None and pcell.origin is not pcell or (pcell is not None and _spans_rows(pcell, grid, r)):
-                merged_progress.setdefault(id(pcell.origin), []).append(task)
-            previous = found_entries.get(task)
-            if previous is None:
+            rows.append(Row(cells, roles, grid, r))
+    return LedgerTable(blocks, ledger_tbl, ledger_grid, header_row_idx, rows, nums)
+
+
+def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None, numbering: etree._Element | None = None) -> ParsedReport:
+    """Read a parsed document.xml into a report (raises ReportError when there is no ledger table)."""
+    lt = find_ledger_table(document, numbering)
+    nums = lt.nums
+    warnings: list[str] = []
+    found_entries: dict[int, Entry] = {}
+    merged_progress: dict[int, list[int]] = {}
+    for row in lt.rows:
+        if row.section is not None:
+            continue
+        task = _task_of_row(row.cells, row.roles, nums, ledger, warnings)
+        pcell = _cell_at(row.cells, row.roles["progress"])
+        progress = pcell.text(nums) if pcell is not None else ""
+        if task is None:
+            if progress:
+                snippet = progress.replace("\n", " ")[:30]
+                warnings.append(f"有一行无法对应到台账任务（序号和主要内容都无法识别），其进展内容未记录：「{snippet}」")
+            continue
+        if pcell is not None and (pcell.origin is not pcell or _spans_rows(pcell, row.grid, row.index)):
+            merged_progress.setdefault(id(pcell.origin), []).append(task)
+        previous = found_entries.get(task)
+        if previous is None:
+            found_entries[task] = Entry(task, progress)
+        elif progress and progress != previous.progress:
+            if previous.progress:
+                warnings.append(f"任务{task}在表格中出现了不止一次，已采用第一处填写的内容")
+            else:
                 found_entries[task] = Entry(task, progress)
-            elif progress and progress != previous.progress:
-                if previous.progress:
-                    warnings.append(f"任务{task}在表格中出现了不止一次，已采用第一处填写的内容")
-                else:
-                    found_entries[task] = Entry(task, progress)
     for tasks in merged_progress.values():
         if len(tasks) > 1:
             listed = "、".join(str(t) for t in sorted(tasks))
             warnings.append(f"任务{listed}的「进展落实情况」是一个合并单元格，已将同一内容分别记入每项任务，建议分开填写")
 
-    unit_text, contact, phone = _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums)
+    unit_text, contact, phone = _header_line(lt.blocks, lt.table, lt.header_row, lt.grid, nums)
     unit_name, matched = unit_text, False
     if unit_text and roster is not None:
         unit = roster.match(unit_text)

@@ -114,9 +114,103 @@ def build(out: Path, *, consolidated: bool) -> None:
     print(f"wrote {out}")
 
 
+def official_para(doc, text: str, *, font="仿宋_GB2312", size=16, bold=False, align=None, indent=True, space_before=0):
+    """A paragraph of an official document (GB/T 9704-2012): fixed 28.9 pt lines, 2-character indent."""
+    p = doc.add_paragraph()
+    run = p.add_run(text)
+    run.font.size = Pt(size)
+    run.font.bold = bold
+    run.font.name = "Times New Roman"
+    run._element.get_or_add_rPr().get_or_add_rFonts().set(qn("w:eastAsia"), font)
+    fmt = p.paragraph_format
+    fmt.line_spacing = Pt(28.9)
+    fmt.space_after = Pt(0)
+    fmt.space_before = Pt(space_before)
+    if indent:
+        fmt.first_line_indent = Pt(size * 2)
+    if align is not None:
+        p.alignment = align
+    return p
+
+
+def official_table(doc, headers: list[tuple[str, float]], loop: str, cells: list[str]) -> None:
+    table = doc.add_table(rows=1, cols=len(headers))
+    table.style = "Table Grid"
+    table.alignment = WD_TABLE_ALIGNMENT.CENTER
+    for cell, (name, _w) in zip(table.rows[0].cells, headers):
+        cell_text(cell, name, bold=True, center=True, size=12)
+    span_row(table, "{%tr for r in " + loop + " %}")
+    row = table.add_row()
+    for cell, value in zip(row.cells, cells):
+        cell_text(cell, value, center=True, size=12)
+    span_row(table, "{%tr endfor %}")
+    table.autofit = False
+    for grid_col, (_n, width) in zip(table._tbl.tblGrid.findall(qn("w:gridCol")), headers):
+        grid_col.set(qn("w:w"), str(int(Cm(width).twips)))
+    for r in table.rows:
+        for cell, (_n, width) in zip(r.cells, headers):
+            cell.width = Cm(width)
+
+
+def build_quarterly(out: Path) -> None:
+    """The quarterly notice (季度通报) draft, laid out per GB/T 9704-2012."""
+    doc = Document()
+    sec = doc.sections[0]
+    sec.page_width, sec.page_height = Mm(210), Mm(297)
+    sec.top_margin, sec.bottom_margin = Mm(37), Mm(35)
+    sec.left_margin, sec.right_margin = Mm(28), Mm(26)
+    set_fonts(doc.styles["Normal"], "仿宋_GB2312", 16)
+    # page number "— 1 —" in 宋体 4号 at the foot of every page
+    footer = sec.footer.paragraphs[0]
+    footer.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    for text, field in (("— ", False), ("PAGE", True), (" —", False)):
+        run = footer.add_run()
+        run.font.size = Pt(14)
+        run._element.get_or_add_rPr().get_or_add_rFonts().set(qn("w:eastAsia"), "宋体")
+        if field:
+            for kind in ("begin", None, "end"):
+                if kind is None:
+                    instr = OxmlElement("w:instrText")
+                    instr.set(qn("xml:space"), "preserve")
+                    instr.text = " PAGE "
+                    run._element.append(instr)
+                else:
+                    fld = OxmlElement("w:fldChar")
+                    fld.set(qn("w:fldCharType"), kind)
+                    run._element.append(fld)
+        else:
+            run.text = text
+    official_para(doc, "{{ title }}", font="方正小标宋简体", size=22, align=WD_ALIGN_PARAGRAPH.CENTER, indent=False, space_before=28.9)
+    official_para(doc, "", indent=False)
+    official_para(doc, "{{ addressee }}：", indent=False)
+    official_para(doc, "{%p for text in intro %}")
+    official_para(doc, "{{ text }}")
+    official_para(doc, "{%p endfor %}")
+    official_para(doc, "一、逾期报送单位", font="黑体")
+    official_para(doc, "{{ late_summary }}")
+    official_table(doc, [("序号", 1.2), ("单位", 4.8), ("报送节点", 2.2), ("截止日期", 2.4), ("报送日期", 2.4), ("逾期天数", 2.4)],
+                   "late", ["{{ r.no }}", "{{ r.unit }}", "{{ r.round }}", "{{ r.deadline }}", "{{ r.reported }}", "{{ r.days }}"])
+    official_para(doc, "二、未报送单位", font="黑体")
+    official_para(doc, "{{ missing_summary }}")
+    official_table(doc, [("序号", 1.2), ("单位", 6.0), ("报送节点", 2.6), ("截止日期", 2.8), ("统计截至", 2.8)],
+                   "missing", ["{{ r.no }}", "{{ r.unit }}", "{{ r.round }}", "{{ r.deadline }}", "{{ r.as_of }}"])
+    official_para(doc, "三、扣分情况", font="黑体")
+    official_para(doc, "{{ score_rule }}")
+    official_table(doc, [("序号", 1.2), ("单位", 5.0), ("扣分事项", 6.6), ("扣分", 2.6)],
+                   "scores", ["{{ r.no }}", "{{ r.unit }}", "{{ r.reason }}", "{{ r.points }}"])
+    official_para(doc, "{{ closing }}", space_before=14)
+    official_para(doc, "", indent=False)
+    official_para(doc, "{{ office }}", indent=False, align=WD_ALIGN_PARAGRAPH.RIGHT)
+    official_para(doc, "{{ date }}", indent=False, align=WD_ALIGN_PARAGRAPH.RIGHT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc.save(out)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     build(FORMS / "ledger_form.docx", consolidated=False)
     build(FORMS / "consolidated_ledger.docx", consolidated=True)
+    build_quarterly(FORMS / "quarterly_notice.docx")
 
 
 if __name__ == "__main__":

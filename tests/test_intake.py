@@ -188,6 +188,11 @@ def test_known_sender_without_usable_report_rejected_with_reason(cfg, db, attach
     assert row["reason_code"] == code and words in res.reason
     [reply] = outbox(db)
     assert reply["kind"] == "reject" and words in reply["body_text"] and "【退回】" in reply["subject"]
+    [form] = json.loads(reply["attachments"])  # the unit's own blank form, to fill in
+    from mailbot.reports import parse_document
+
+    parsed = parse_document(open(form["path"], "rb").read(), cfg.ledger, cfg.roster)
+    assert parsed.unit == "民政局" and "空白台账" in reply["body_text"]
     assert res.missing == cfg.roster.tasks_of("民政局", cfg.ledger)
 
 
