@@ -161,10 +161,21 @@ def cmd_status(args) -> int:
     db = store.open_db(cfg.db_path)
     rounds = [cfg.round_named(args.round)] if args.round else list(cfg.rounds)
     table = status_table(cfg, db, rounds, _now(args, cfg))
+    if args.tasks:
+        from .status import task_completeness
+
+        for rnd in rounds:
+            table.setdefault("tasks", {})[rnd.name] = task_completeness(cfg, db, rnd)
     if args.json:
         _print_json(table)
         return 0
     print(render_status(table))
+    for name, rows in table.get("tasks", {}).items():
+        print(f"\n{name}：各项任务填写情况（已填写单位数 / 责任单位数）")
+        for r in rows:
+            pct = 100 * r["filled"] // r["responsible"] if r["responsible"] else 0
+            bar = "█" * (pct // 10) + "·" * (10 - pct // 10)
+            print(f"  任务{r['task']:>2}  {bar} {r['filled']:>3}/{r['responsible']:<3}")
     return 0
 
 
@@ -413,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="各单位各节点的报送情况：按时、逾期、未报送")
     s.add_argument("--round", help="只看某个报送节点，例如 年中")
+    s.add_argument("--tasks", action="store_true", help="同时列出每项任务的填写完成情况")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(func=cmd_status)
 

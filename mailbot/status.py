@@ -46,3 +46,17 @@ def _local(cfg: Config, stamp: str | None) -> str | None:
     if not stamp:
         return None
     return dt.datetime.fromisoformat(stamp).astimezone(cfg.tz).strftime("%m-%d %H:%M")
+
+
+def task_completeness(cfg: Config, db, rnd: Round) -> list[dict]:
+    """Per task: how many responsible units have written progress in this round."""
+    done: dict[int, set[str]] = {}
+    for row in db.query("SELECT unit, task FROM progress WHERE round = ? AND progress != ''", [rnd.name]):
+        done.setdefault(row["task"], set()).add(row["unit"])
+    out = []
+    for task in cfg.ledger.tasks:
+        responsible = [u.name for u in cfg.roster.responsible_units(task)]
+        filled = [u for u in responsible if u in done.get(task.number, set())]
+        out.append({"task": task.number, "responsible": len(responsible), "filled": len(filled),
+                    "missing_units": [u for u in responsible if u not in filled]})
+    return out

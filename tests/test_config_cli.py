@@ -169,3 +169,16 @@ def test_every_command_has_help():
         assert sp.description or sp.format_help(), name
         assert any(a.help for a in sub._choices_actions if a.dest == name), f"{name} has no help"
     assert main(["--config", "/nonexistent.toml", "status"]) == 1
+
+
+def test_status_tasks_completeness(cfg_path, make_report, tmp_path):
+    eml = tmp_path / "a.eml"
+    eml.write_bytes(mb.simple(attachments=[("a.docx", make_report({1: "甲", 3: "乙"}).read_bytes())]))
+    assert run_cli("--config", str(cfg_path), "ingest", str(eml)).returncode == 0
+    out = run_cli("--config", str(cfg_path), "status", "--round", "年中", "--tasks", "--json")
+    tasks = {t["task"]: t for t in json.loads(out.stdout)["tasks"]["年中"]}
+    assert (tasks[1]["filled"], tasks[1]["responsible"]) == (1, 31)
+    assert (tasks[3]["filled"], tasks[3]["responsible"]) == (1, 2) and tasks[3]["missing_units"] == ["医疗保障局"]
+    assert (tasks[2]["filled"], tasks[5]["filled"]) == (0, 0)
+    text = run_cli("--config", str(cfg_path), "status", "--round", "年中", "--tasks").stdout
+    assert "任务 3" in text and "1/2" in text
