@@ -244,7 +244,11 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
             # Chinese Windows tools store GBK names without the UTF-8 flag (QUIRKS 12).
             zf_gb = open_zip(data, f"压缩包「{name}」", limits.zip_limits, metadata_encoding="gb18030")
         except ReportError as err:
-            result.problems.append(str(err))
+            if name.lower().endswith((".docx", ".docm", ".doc", ".wps")):
+                # A damaged Word file, not an archive: let the parser say it is corrupt.
+                result.files.append(FoundFile(name=name, data=data, kind="docx", path=where or f"附件「{name}」"))
+            else:
+                result.problems.append(str(err))
             return
         by_utf8 = {info.filename: info for info in zf.infolist()}
         for info_gb, info in zip(zf_gb.infolist(), by_utf8.values()):

@@ -287,3 +287,56 @@ def test_run_daemon_stops_cleanly_on_sigterm(live, make_report):
     assert proc.returncode == 0, out
     assert "stopping after the current message" in out and "mailbot stopped" in out
     assert "Traceback" not in out
+
+
+def test_junk_folder_by_special_use_and_post_action_flag(tmp_path, dovecot, mailbox, smtp_server, monkeypatch, make_report):
+    user, pw = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    cfg = write_config(tmp_path, dovecot, user, smtp_server, folders=("INBOX", "\\Junk"))
+    text = cfg.path.read_text(encoding="utf-8").replace('folders = ["INBOX", "\\\\Junk"]', 'folders = ["INBOX", "\\\\Junk"]\npost_action = "flag"')
+    cfg.path.write_text(text, encoding="utf-8")
+    cfg = load_config(cfg.path)
+    assert cfg.imap_post_action == "flag"
+    dovecot.create_folder(user, pw, "Junk")  # special-use \Junk in the test server's namespace
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]), folder="Junk")
+    rep = run_cycle(cfg)
+    assert rep.poll.statuses == {"accepted": 1}
+    [msg] = dovecot.messages(user, pw, "Junk")
+    assert "\\Flagged" in msg["flags"] and "\\Seen" not in msg["flags"]
+    assert db_of(cfg).execute("SELECT folder FROM messages").fetchone()[0] == "Junk"
+
+
+def test_post_action_copy_never_deletes_and_sent_copy(tmp_path, dovecot, mailbox, smtp_server, monkeypatch, make_report):
+    user, pw = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    from imap_tools.imap_utf7 import utf7_encode
+
+    done_folder = utf7_encode("已处理").decode()
+    dovecot.create_folder(user, pw, done_folder)
+    dovecot.create_folder(user, pw, "Sent")
+    cfg = write_config(tmp_path, dovecot, user, smtp_server)
+    text = cfg.path.read_text(encoding="utf-8")
+    text = text.replace('folders = ["INBOX"]', 'folders = ["INBOX"]\npost_action = "copy:已处理"')
+    text = text.replace(f'from = "{user}"', f'from = "{user}"\nsave_to_sent = "\\\\Sent"')
+    cfg.path.write_text(text, encoding="utf-8")
+    cfg = load_config(cfg.path)
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    rep = run_cycle(cfg)
+    assert rep.delivery.sent == 1
+    assert len(dovecot.messages(user, pw, "INBOX")) == 1  # never deleted
+    assert len(dovecot.messages(user, pw, done_folder)) == 1  # copied to 已处理
+    [sent] = dovecot.messages(user, pw, "Sent")
+    assert b"X-Mailbot-Loop" in sent["raw"] and "\\Seen" in sent["flags"]
+
+
+def test_flood_from_one_address_is_rate_limited(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    for i in range(25):
+        dovecot.append(user, pw, mb.simple(subject=f"无附件 {i}", body=f"第{i}封", message_id=f"<flood{i}@x.example>"))
+    rep = run_cycle(cfg)
+    assert rep.poll.statuses == {"rejected": 25}
+    limit = cfg.smtp.options["max_replies_per_address_per_day"]
+    assert rep.delivery.sent == limit and rep.delivery.suppressed == 25 - limit
+    assert len(smtp.messages) == limit
+    db = db_of(cfg)
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'suppressed'").fetchone()[0] == 25 - limit

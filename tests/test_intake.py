@@ -308,3 +308,56 @@ def test_every_status_has_reason_except_accepted(cfg, db, make_report):
     for row in db.query("SELECT status, reason FROM messages"):
         assert row["status"] in ("accepted", "duplicate", "quarantined", "rejected", "ignored")
         assert (row["reason"] is None) == (row["status"] == "accepted"), row
+
+
+def _bomb_docx(good: bytes) -> bytes:
+    """A .docx whose document.xml expands to 300 MB of zeros (compressed ~300 KB)."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename != "word/document.xml":
+                dst.writestr(info, src.read(info))
+        with dst.open("word/document.xml", "w", force_zip64=True) as fh:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(300):
+                fh.write(chunk)
+    return out.getvalue()
+
+
+def _entity_docx(good: bytes) -> bytes:
+    import io
+    import zipfile
+
+    lol = '<?xml version="1.0"?><!DOCTYPE w [<!ENTITY a "aaaaaaaaaa">' + "".join(
+        f'<!ENTITY {c} "{("&" + p + ";") * 10}">' for p, c in zip("abcdefgh", "bcdefghi")
+    ) + ']><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>&i;</w:t></w:r></w:p></w:body></w:document>'
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info, lol.encode() if info.filename == "word/document.xml" else src.read(info))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make,code",
+    [
+        (_bomb_docx, "zip_bomb"),
+        (_entity_docx, "entity"),
+        (lambda good: good[: len(good) // 2], "corrupt"),
+        (lambda good: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 4000, None),  # junk OLE: converter fails or is missing
+    ],
+)
+def test_hostile_attachment_rejected_with_reason_and_archived(cfg, db, make_report, make, code):
+    raw = mb.simple(attachments=[("台账.docx", make(docx_bytes(make_report)))])
+    res = ingest(cfg, db, raw)
+    assert res.status == "rejected" and res.reason
+    row = db["messages"].get(res.message_row)
+    if code:
+        assert row["reason_code"] == code
+    else:
+        assert row["reason_code"] in ("conversion_failed", "no_converter", "conversion_timeout")
+    assert open(row["archive_path"], "rb").read() == raw
+    assert store.export_rows(db) == []
