@@ -87,11 +87,18 @@ class Ledger:
         return self.by_number.get(number)
 
     @cached_property
+    def _raw_content_keys(self) -> dict[str, int]:
+        return {re.sub(r"\s+", "", t.content): t.number for t in self.tasks}
+
+    @cached_property
     def _content_keys(self) -> list[tuple[str, int]]:
         return [(normalize_text(t.content), t.number) for t in self.tasks]
 
     def match_content(self, text: str) -> int | None:
         """The task whose 主要内容 this cell text is (tolerating edits); None when unsure."""
+        exact = self._raw_content_keys.get(re.sub(r"\s+", "", text or ""))
+        if exact is not None:
+            return exact
         key = normalize_text(text)
         if len(key) < 6:
             return None

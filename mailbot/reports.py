@@ -190,42 +190,32 @@ def _parse_xml(xml: bytes) -> etree._Element:
 # --- text as Word shows it ----------------------------------------------------------------------
 
 
-def _hidden_run(r: etree._Element) -> bool:
-    rpr = r.find(RPR)
-    if rpr is None:
-        return False
-    v = rpr.find(VANISH)
-    return v is not None and v.get(VAL, "true") not in ("0", "false", "off")
+# Text as Word shows it, selected in one XPath pass (C speed): text, breaks, tabs and nested
+# (text-box) paragraphs, except inside deletions, moved-away text, property blocks, the
+# Fallback of mc:AlternateContent (a duplicate of the Choice), content controls showing their
+# placeholder, and hidden (w:vanish) runs.
+_INVISIBLE = (
+    "ancestor::w:del or ancestor::w:moveFrom or ancestor::mc:Fallback or ancestor::w:pPr or ancestor::w:rPr"
+    " or ancestor::w:sdtPr or ancestor::w:sdt[w:sdtPr/w:showingPlcHdr]"
+    " or ancestor::w:r[w:rPr/w:vanish[not(@w:val='0' or @w:val='false' or @w:val='off')]]"
+)
+_VISIBLE = etree.XPath(
+    " | ".join(f".//w:{tag}[not({_INVISIBLE})]" for tag in ("t", "br", "cr", "tab", "ptab", "noBreakHyphen", "p")),
+    namespaces={"w": W_NS, "mc": MC_NS},
+)
+_PIECES = {BR: "\n", CR: "\n", TAB: "\t", PTAB: "\t", NOBREAKHYPHEN: "-"}
 
 
 def _inline_text(el: etree._Element, out: list[str]) -> None:
-    for child in el:
-        tag = child.tag
+    for node in _VISIBLE(el):
+        tag = node.tag
         if tag == T:
-            out.append(child.text or "")
-        elif tag in HIDDEN or not isinstance(tag, str):
-            continue
-        elif tag == R:
-            if not _hidden_run(child):
-                _inline_text(child, out)
-        elif tag in (BR, CR):
-            out.append("\n")
-        elif tag in (TAB, PTAB):
-            out.append("\t")
-        elif tag == NOBREAKHYPHEN:
-            out.append("-")
-        elif tag == SDT:
-            if _showing_placeholder(child):
-                continue
-            content = child.find(SDTCONTENT)
-            if content is not None:
-                _inline_text(content, out)
-        elif tag == P:  # paragraphs inside text boxes
+            out.append(node.text or "")
+        elif tag == P:  # a paragraph inside a text box: on its own line
             if out and out[-1] != "\n":
                 out.append("\n")
-            _inline_text(child, out)
-        else:  # runs' containers: hyperlink, ins, moveTo, fldSimple, smartTag, customXml, AlternateContent …
-            _inline_text(child, out)
+        else:
+            out.append(_PIECES[tag])
 
 
 def _showing_placeholder(sdt: etree._Element) -> bool:
@@ -432,6 +422,9 @@ def _int_attr(el: etree._Element | None, default: int) -> int:
         return default
 
 
+GRIDBEFORE, GRIDSPAN, VMERGE, HMERGE = (_w(t) for t in ("gridBefore", "gridSpan", "vMerge", "hMerge"))
+
+
 def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
     """Rows of cells with grid positions; vMerge continuations point at the cell they continue."""
     rows: list[list[Cell]] = []
@@ -439,27 +432,28 @@ def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
         trpr = tr.find(TRPR)
         col = 0
         if trpr is not None:
-            gb = trpr.find(_w("gridBefore"))
+            gb = trpr.find(GRIDBEFORE)
             col = _int_attr(gb, 0) if gb is not None else 0
         cells: list[Cell] = []
         for tc in _iter_cells(tr):
             tcpr = tc.find(TCPR)
             span, vmerge, hmerge = 1, None, None
             if tcpr is not None:
-                span = _int_attr(tcpr.find(_w("gridSpan")), 1)
-                vm = tcpr.find(_w("vMerge"))
-                if vm is not None:
-                    vmerge = vm.get(VAL, "continue")
-                hm = tcpr.find(_w("hMerge"))
-                if hm is not None:
-                    hmerge = hm.get(VAL, "continue")
+                for prop in tcpr:
+                    tag = prop.tag
+                    if tag == GRIDSPAN:
+                        span = _int_attr(prop, 1)
+                    elif tag == VMERGE:
+                        vmerge = prop.get(VAL, "continue")
+                    elif tag == HMERGE:
+                        hmerge = prop.get(VAL, "continue")
             if hmerge == "continue" and cells:  # legacy horizontal merge: widen the previous cell
                 cells[-1].span += span
                 col += span
                 continue
             cell = Cell(tc, col, span, r)
             if vmerge == "continue" and rows:
-                above = next((c for c in rows[-1] if c.covers(col)), None)
+                above = _cell_at(rows[-1], col)
                 if above is not None:
                     cell.origin = above.origin
             cells.append(cell)
@@ -490,11 +484,17 @@ ROLE_PATTERNS = [
 SECTION_RE = re.compile(r"^[一二三四五六七八九十]+[、.．]")
 
 
+_HEADER_HINT = re.compile(r"进\s*展|落\s*实\s*情\s*况|完\s*成\s*情\s*况|推\s*进\s*情\s*况|工\s*作\s*情\s*况")
+_STRING = etree.XPath("string(.)")
+
+
 def _header_roles(row: list[Cell], numbering: Numbering) -> dict[str, int] | None:
+    # Cheap filter first (raw text in C): header cells are short, and one names the progress column.
+    short = [c for c in row if c.origin is c and len(_STRING(c.tc)) <= 60]
+    if not any(_HEADER_HINT.search(_STRING(c.tc)) for c in short):
+        return None
     roles: dict[str, int] = {}
-    for cell in row:
-        if cell.origin is not cell:
-            continue
+    for cell in short:
         key = normalize_text(cell.text(numbering))
         if not key or len(key) > 24:
             continue
@@ -579,6 +579,9 @@ def find_ledger_table(document: etree._Element, numbering: etree._Element | None
     for grid, start in segments:
         for r in range(start, len(grid)):
             cells = grid[r]
+            if cells and _parse_number(_STRING(cells[0].tc)) is not None and len({id(c.origin) for c in cells}) > 1:
+                rows.append(Row(cells, roles, grid, r))  # a numbered task row: the common case, decided cheaply
+                continue
             relabel = _header_roles(cells, nums)
             if relabel:
                 roles = relabel
@@ -661,7 +664,8 @@ def _task_of_row(row: list[Cell], roles: dict[str, int], nums: Numbering, ledger
     if "content" in roles:
         ccell = _cell_at(row, roles["content"])
         if ccell is not None:
-            by_content = ledger.match_content(ccell.text(nums))
+            # The raw string of the cell is enough to recognise the task (and much cheaper).
+            by_content = ledger.match_content(_STRING(ccell.origin.tc))
     if number is not None and ledger.task(number) is not None:
         if by_content is not None and by_content != number:
             warnings.append(f"表格中序号为{number}的一行，其主要内容属于任务{by_content}，已按主要内容记为任务{by_content}")
