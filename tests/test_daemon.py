@@ -340,3 +340,32 @@ def test_flood_from_one_address_is_rate_limited(live, make_report):
     assert len(smtp.messages) == limit
     db = db_of(cfg)
     assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'suppressed'").fetchone()[0] == 25 - limit
+
+
+def test_dovecot_stopped_mid_fetch_then_restarted(live, make_report, monkeypatch):
+    cfg, dovecot, user, pw, smtp = live
+    for i, (sender, unit) in enumerate((("mzj@xixia.example", "民政局"), ("sfj@xixia.example", "司法局"), ("xjz@xixia.example", "兴泾镇"))):
+        dovecot.append(user, pw, mb.simple(sender=sender, subject=unit, attachments=[(f"{i}.docx", report(make_report, unit=unit))]))
+    import mailbot.intake as intake_mod
+
+    real_ingest = intake_mod.ingest
+    calls = []
+
+    def ingest_then_server_dies(*args, **kwargs):
+        result = real_ingest(*args, **kwargs)
+        calls.append(result.status)
+        if len(calls) == 1:
+            dovecot.stop()  # the server goes away between two messages of one cycle
+        return result
+
+    monkeypatch.setattr(intake_mod, "ingest", ingest_then_server_dies)
+    rep = run_cycle(cfg)
+    assert rep.poll_error and calls == ["accepted"]
+    db = db_of(cfg)
+    assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
+    dovecot.start()
+    rep = run_cycle(cfg, now=LATER(1))
+    assert rep.poll.statuses == {"accepted": 2} and rep.poll.skipped == 0
+    assert [r["uid"] for r in db.query("SELECT uid FROM messages ORDER BY uid")] == [1, 2, 3]
+    smtp.wait_for(3)
+    assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["mzj@xixia.example", "sfj@xixia.example", "xjz@xixia.example"]
