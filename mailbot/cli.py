@@ -389,6 +389,26 @@ def cmd_report_quarterly(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from .maintenance import backup
+
+    cfg = _config(args)
+    out = backup(cfg, Path(args.file))
+    print(f"已备份数据库到 {out}（恢复方法：停止服务后，用该文件替换 {cfg.db_path}）")
+    return 0
+
+
+def cmd_reindex(args) -> int:
+    from .maintenance import reindex
+
+    cfg = _config(args)
+    target = Path(args.into or cfg.state_dir / "mailbot-reindexed.db")
+    counts = reindex(cfg, target)
+    summary = "，".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    print(f"已从归档重建数据库 {target}（{summary}）。核对无误后，停止服务并用它替换 {cfg.db_path}")
+    return 0
+
+
 # --- wiring -------------------------------------------------------------------------------------
 
 
@@ -469,6 +489,14 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--quarter", required=True, help="季度，例如 2023Q3")
     s2.add_argument("-o", "--output", help="输出文件（.docx）")
     s2.set_defaults(func=cmd_report_quarterly)
+
+    s = sub.add_parser("backup", help="在线备份数据库（服务可继续运行）")
+    s.add_argument("file", help="备份文件路径，例如 /var/backups/mailbot-20231201.db")
+    s.set_defaults(func=cmd_backup)
+
+    s = sub.add_parser("reindex", help="从原始邮件归档重建数据库（不会重复发送邮件）")
+    s.add_argument("--into", help="新数据库文件（默认 state/mailbot-reindexed.db）")
+    s.set_defaults(func=cmd_reindex)
 
     s = sub.add_parser("demo", help="本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果")
     s.set_defaults(func=cmd_demo)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import hashlib
+import json
 import logging
 import os
 import re
@@ -66,17 +67,13 @@ class IngestResult:
 # --- archive --------------------------------------------------------------------------------
 
 
-def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
-    """Write the raw message under state/archive/, named by its SHA-256; fsync'd before returning."""
-    digest = hashlib.sha256(raw).hexdigest()
-    target = state_dir / "archive" / digest[:2] / f"{digest}.eml"
-    if target.exists() and target.stat().st_size == len(raw):
-        return digest, target
+def _write_durably(target: Path, data: bytes) -> None:
+    """Write via a temporary file, fsync, rename, fsync the directory: the file is whole or absent."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -88,7 +85,29 @@ def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
+    """Write the raw message under state/archive/, named by its SHA-256; fsync'd before returning."""
+    digest = hashlib.sha256(raw).hexdigest()
+    target = state_dir / "archive" / digest[:2] / f"{digest}.eml"
+    if not (target.exists() and target.stat().st_size == len(raw)):
+        _write_durably(target, raw)
     return digest, target
+
+
+def archive_meta(archive_path: Path, meta: dict) -> None:
+    """Beside the raw message, how it first arrived (received time, folder, UID): what `reindex` needs."""
+    side = archive_path.with_suffix(".json")
+    if not side.exists():
+        _write_durably(side, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+
+
+def read_archive_meta(archive_path: Path) -> dict:
+    try:
+        return json.loads(archive_path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 # --- header facts ---------------------------------------------------------------------------------
@@ -193,6 +212,7 @@ def ingest(
     subject = header(msg, "Subject")
     from_name, from_addr = parse_address(raw_header(msg, "From"))
     received = received_at or received_time(msg, store.now_utc())
+    archive_meta(archive_path, {"received_at": store.iso(received), "source": source, "folder": folder, "uidvalidity": uidvalidity, "uid": uid})
     base = {
         "sha256": digest,
         "message_id": message_id,

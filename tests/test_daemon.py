@@ -287,6 +287,12 @@ def test_run_daemon_stops_cleanly_on_sigterm(live, make_report):
     assert proc.returncode == 0, out
     assert "stopping after the current message" in out and "mailbot stopped" in out
     assert "Traceback" not in out
+    # the password is in no log line, no database page, no archived file
+    assert pw not in out
+    assert cfg.db_path.exists()
+    for f in cfg.state_dir.rglob("*"):
+        if f.is_file():
+            assert pw.encode() not in f.read_bytes(), f
 
 
 def test_junk_folder_by_special_use_and_post_action_flag(tmp_path, dovecot, mailbox, smtp_server, monkeypatch, make_report):

@@ -1,0 +1,67 @@
+"""Keeping the state safe: online backup of the database, and rebuilding it from the raw-mail archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+from . import store
+from .config import Config
+from .errors import MailbotError
+
+
+def backup(cfg: Config, target: Path) -> Path:
+    """A consistent copy of the live database (SQLite online backup API; the daemon may keep running)."""
+    if not cfg.db_path.exists():
+        raise MailbotError(f"数据库 {cfg.db_path} 不存在：还没有处理过任何邮件")
+    if target.exists():
+        raise MailbotError(f"{target} 已存在：请换一个文件名，避免覆盖已有备份")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(cfg.db_path, timeout=30)
+    dst = sqlite3.connect(target)
+    try:
+        with dst:
+            src.backup(dst)
+        check = dst.execute("PRAGMA integrity_check").fetchone()[0]
+        if check != "ok":
+            raise MailbotError(f"备份文件完整性检查失败：{check}")
+    finally:
+        dst.close()
+        src.close()
+    return target
+
+
+def reindex(cfg: Config, target: Path) -> dict:
+    """Rebuild a database at ``target`` by ingesting every archived message again, in the order received.
+
+    Replies are recorded but marked as already handled ("reindex"), so nothing is mailed twice.
+    """
+    from .intake import ingest, read_archive_meta
+
+    if target.exists():
+        raise MailbotError(f"{target} 已存在：请指定一个新文件")
+    archive_dir = cfg.state_dir / "archive"
+    files = sorted(archive_dir.glob("*/*.eml"))
+    if not files:
+        raise MailbotError(f"归档目录 {archive_dir} 中没有邮件")
+    entries = []
+    for path in files:
+        meta = read_archive_meta(path)
+        received = dt.datetime.fromisoformat(meta["received_at"]) if meta.get("received_at") else None
+        entries.append((received or dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc), path, meta))
+    entries.sort(key=lambda e: (e[0], e[1].name))
+    db = store.open_db(target)
+    counts: dict[str, int] = {}
+    try:
+        for received, path, meta in entries:
+            result = ingest(
+                cfg, db, path.read_bytes(), received_at=received if meta.get("received_at") else None,
+                source=meta.get("source") or "reindex", folder=meta.get("folder"), uidvalidity=meta.get("uidvalidity"), uid=meta.get("uid"),
+            )
+            counts[result.status] = counts.get(result.status, 0) + 1
+        with db.atomic():
+            db.execute("UPDATE outbox SET status = 'skipped', last_error = 'reindex: historical reply, not sent again' WHERE status = 'pending'")
+    finally:
+        db.close()
+    return counts
