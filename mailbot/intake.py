@@ -97,10 +97,15 @@ def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
 
 
 def archive_meta(archive_path: Path, meta: dict) -> None:
-    """Beside the raw message, how it first arrived (received time, folder, UID): what `reindex` needs."""
+    """Beside the raw message, how it first arrived (received time, folder, UID): what `reindex` needs.
+
+    Not fsync'd: it only orders a rebuild, which falls back to the headers without it.
+    """
     side = archive_path.with_suffix(".json")
     if not side.exists():
-        _write_durably(side, json.dumps(meta, ensure_ascii=False).encode("utf-8"))
+        tmp = side.with_name(f".tmp-{side.name}")
+        tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, side)
 
 
 def read_archive_meta(archive_path: Path) -> dict:

@@ -233,8 +233,10 @@ def cursor(db, folder: str) -> tuple[int | None, int]:
 
 def advance_cursor(db, folder: str, uidvalidity: int, uid: int) -> None:
     with db.atomic():
-        db["mailbox_state"].upsert(
-            {"folder": folder, "uidvalidity": uidvalidity, "last_uid": uid, "updated_at": store.iso(store.now_utc())}, pk="folder"
+        db.execute(
+            "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (folder) "
+            "DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+            [folder, uidvalidity, uid, store.iso(store.now_utc())],
         )
 
 

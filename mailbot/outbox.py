@@ -79,7 +79,7 @@ def queue_mail(
         "next_attempt_at": None,  # due at once
         "created_at": iso(now_utc()),
     }
-    return db["outbox"].insert(row).last_pk
+    return store.insert(db, "outbox", row)
 
 
 # --- delivery ---------------------------------------------------------------------------------

@@ -185,18 +185,26 @@ def unit_report_times(db: sqlite_utils.Database) -> dict[tuple[str, str], tuple[
 
 
 def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
-    return db[table].insert(row).last_pk
+    """Insert one row with plain SQL (the hot path: no per-call schema introspection)."""
+    cols = ", ".join(f'"{c}"' for c in row)
+    marks = ", ".join("?" for _ in row)
+    cur = db.conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({marks})', list(row.values()))
+    return cur.lastrowid
 
 
 def record_progress(db, round_name: str, unit: str, entries: Iterable[tuple[int, str]], report_id: int, received_at: str, message_id: str) -> None:
-    for task, text in entries:
-        db["progress"].upsert(
-            {"round": round_name, "unit": unit, "task": task, "progress": text, "report": report_id, "received_at": received_at, "message_id": message_id},
-            pk=("round", "unit", "task"),
-        )
-        db["progress_history"].insert(
-            {"round": round_name, "unit": unit, "task": task, "progress": text, "report": report_id, "received_at": received_at}
-        )
+    """The current text per (round, unit, task), and every version in the history."""
+    rows = [(round_name, unit, task, text, report_id, received_at, message_id) for task, text in entries]
+    db.conn.executemany(
+        "INSERT INTO progress (round, unit, task, progress, report, received_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (round, unit, task) DO UPDATE SET progress = excluded.progress, report = excluded.report, "
+        "received_at = excluded.received_at, message_id = excluded.message_id",
+        rows,
+    )
+    db.conn.executemany(
+        "INSERT INTO progress_history (round, unit, task, progress, report, received_at) VALUES (?, ?, ?, ?, ?, ?)",
+        [r[:6] for r in rows],
+    )
 
 
 def export_rows(db: sqlite_utils.Database) -> list[dict]:

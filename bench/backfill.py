@@ -1,0 +1,146 @@
+"""Backfill throughput: N report mails in a private Dovecot, ingested end to end by one `poll --once` cycle.
+
+    .venv/bin/python bench/backfill.py [-n 5000]
+
+Prints messages/second for mailbot (fetch, archive, parse, store, queue the
+acknowledgement; replies are not sent) and for the floor measured in the same
+run: a bare UID FETCH of the same messages plus, per message, unzipping its
+attachment and iterating the w:t elements of word/document.xml with lxml.
+Also prints peak RSS. Needs Dovecot (Debian dovecot-imapd) and runs as root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import imaplib
+import io
+import os
+import resource
+import sys
+import tempfile
+import time
+import zipfile
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import datetime as dt  # noqa: E402
+
+from mailbot import store  # noqa: E402
+from mailbot.config import load_config  # noqa: E402
+from mailbot.forms import render_form  # noqa: E402
+from servers import Dovecot  # noqa: E402
+
+W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+TZ8 = dt.timezone(dt.timedelta(hours=8))
+
+
+def make_messages(cfg, n: int) -> list[bytes]:
+    """n report mails from the roster's units, each with a filled form (20–60 KB)."""
+    units = list(cfg.roster)
+    forms = {}
+    out = []
+    for i in range(n):
+        unit = units[i % len(units)]
+        if unit.name not in forms:
+            tasks = cfg.roster.tasks_of(unit, cfg.ledger)
+            text = "已按要求落实：通过政府网站和政务新媒体发布相关信息，开展政策解读，工作台账已建立并动态更新。" * 2
+            forms[unit.name] = render_form(cfg, unit.name, progress={t: f"{text}（{t}）" for t in tasks}, contact="张三", phone="0951-1234567")
+        msg = EmailMessage()
+        msg["From"] = f"{unit.name} <{unit.emails[0]}>"
+        msg["To"] = "bot@example.test"
+        msg["Subject"] = f"{unit.name}台账报送（第{i}次）"
+        msg["Date"] = format_datetime(dt.datetime(2023, 8, 1, 9, tzinfo=TZ8) + dt.timedelta(minutes=i))
+        msg["Message-ID"] = make_msgid(idstring=str(i), domain="bench.example")
+        msg.set_content(f"第{i}封")
+        msg.add_attachment(forms[unit.name], maintype="application", subtype="vnd.openxmlformats-officedocument.wordprocessingml.document", filename=f"{unit.name}.docx")
+        out.append(bytes(msg))
+    return out
+
+
+def load(dovecot: Dovecot, user: str, pw: str, messages: list[bytes]) -> None:
+    with dovecot.imap(user, pw) as c:
+        for i, raw in enumerate(messages):
+            when = dt.datetime(2023, 8, 1, 9, tzinfo=TZ8) + dt.timedelta(minutes=i)
+            c.append("INBOX", None, imaplib.Time2Internaldate(when), raw)
+
+
+def floor(dovecot: Dovecot, user: str, pw: str) -> tuple[int, float]:
+    """Bare UID FETCH of every message, then unzip + iterate w:t for each: the unavoidable work."""
+    t0 = time.perf_counter()
+    n = 0
+    with dovecot.imap(user, pw) as c:
+        c.select("INBOX", readonly=True)
+        typ, data = c.uid("SEARCH", "UID 1:*")
+        uids = data[0].split()
+        for start in range(0, len(uids), 200):
+            typ, data = c.uid("FETCH", b",".join(uids[start:start + 200]).decode(), "(BODY.PEEK[])")
+            for item in data:
+                if not isinstance(item, tuple):
+                    continue
+                msg = email.message_from_bytes(item[1])
+                for part in msg.walk():
+                    if part.get_filename():
+                        with zipfile.ZipFile(io.BytesIO(part.get_payload(decode=True))) as zf:
+                            root = etree.fromstring(zf.read("word/document.xml"))
+                        sum(1 for _ in root.iter(W + "t"))
+                n += 1
+    return n, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=5000)
+    args = ap.parse_args()
+    from mailbot.daemon import poll_mailbox
+
+    work = Path(tempfile.mkdtemp(prefix="mailbot-bench-"))
+    dovecot = Dovecot(work / "dovecot")
+    dovecot.start()
+    try:
+        user, pw = "bot@example.test", "bench-pw"
+        dovecot.add_user(user, pw)
+        text = (ROOT / "config.toml").read_text(encoding="utf-8")
+        rounds = text[text.index("[[rounds]]"):]
+        cfg_path = work / "config.toml"
+        cfg_path.write_text(
+            f'[bot]\nstate_dir = "{work / "state"}"\n\n[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
+            f'user = "{user}"\npassword_env = "BENCH_PW"\n\n[smtp]\nhost = "127.0.0.1"\nport = 9\nsecurity = "plain"\n'
+            f'from = "{user}"\n\n{rounds}',
+            encoding="utf-8",
+        )
+        os.environ["BENCH_PW"] = pw
+        cfg = load_config(cfg_path)
+        t0 = time.perf_counter()
+        messages = make_messages(cfg, args.n)
+        sizes = sorted(len(m) for m in messages)
+        load(dovecot, user, pw, messages)
+        print(f"loaded {args.n} messages ({sizes[0] // 1024}–{sizes[-1] // 1024} KB) in {time.perf_counter() - t0:.1f} s")
+        del messages
+
+        n_floor, floor_s = floor(dovecot, user, pw)
+        db = store.open_db(cfg.db_path)
+        t0 = time.perf_counter()
+        report = poll_mailbox(cfg, db)
+        mailbot_s = time.perf_counter() - t0
+        assert report.poll is not None and report.poll.fetched == args.n, report.summary()
+        accepted = report.poll.statuses.get("accepted", 0)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        floor_rate, rate = n_floor / floor_s, args.n / mailbot_s
+        print(f"floor   (UID FETCH + unzip + lxml w:t): {floor_rate:8.1f} msg/s  ({floor_s:.1f} s)")
+        print(f"mailbot (fetch, archive, parse, store, queue ack): {rate:8.1f} msg/s  ({mailbot_s:.1f} s, {accepted} accepted)")
+        print(f"ratio mailbot/floor: {rate / floor_rate:.2f}   (target ≥ 0.5 and ≥ 100 msg/s)")
+        print(f"peak RSS: {peak:.0f} MB   (target < 200 MB)")
+    finally:
+        dovecot.cleanup()
+
+
+if __name__ == "__main__":
+    main()
