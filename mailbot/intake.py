@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,9 +198,23 @@ class Candidate:
     error: ReportError | None = None
 
 
-def ingest(
+@dataclass
+class Prepared:
+    """A message archived and analysed, not yet recorded: the part of intake that needs no database."""
+
+    digest: str
+    archive_path: Path
+    msg: object
+    message_id: str | None
+    subject: str
+    from_addr: str
+    received: dt.datetime
+    base: dict
+    analysis: tuple | None = None  # (result, candidates, extracted, chosen); None when skipped
+
+
+def prepare(
     cfg: Config,
-    db: sqlite_utils.Database,
     raw: bytes,
     *,
     received_at: dt.datetime | None = None,
@@ -209,8 +222,9 @@ def ingest(
     folder: str | None = None,
     uidvalidity: int | None = None,
     uid: int | None = None,
-) -> IngestResult:
-    """Process one raw message exactly once into a recorded status (see module docstring)."""
+    analyse: bool = True,
+) -> Prepared:
+    """Archive first, then decode and classify (parsing the documents). Safe to run in a worker thread."""
     digest, archive_path = archive(cfg.state_dir, raw)
     msg = load_message(raw)
     message_id = header(msg, "Message-ID") or None
@@ -231,8 +245,25 @@ def ingest(
         "subject": subject[:500],
         "archive_path": str(archive_path),
     }
+    prepared = Prepared(digest, archive_path, msg, message_id, subject, from_addr, received, base)
+    if analyse:
+        try:
+            prepared.analysis = _classify(cfg, msg, raw, from_addr, subject, received)
+        except Exception as err:  # noqa: BLE001 - one broken message must never stall the queue
+            log.exception("internal error while classifying message %s", message_id)
+            result = IngestResult(
+                "quarantined",
+                round=cfg.round_for(received).name,
+                reason=f"处理时发生内部错误（{type(err).__name__}），已隔离待人工处理；原始邮件已归档",
+                reason_code="internal_error",
+            )
+            prepared.analysis = (result, [], None, None)
+    return prepared
 
-    original = store.find_duplicate(db, digest, message_id)
+
+def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
+    """Record a prepared message: its status, report, progress and reply in one transaction."""
+    original = store.find_duplicate(db, p.digest, p.message_id)
     if original is not None:
         result = IngestResult(
             "duplicate",
@@ -242,34 +273,40 @@ def ingest(
             reason_code="duplicate",
         )
         with db.atomic():
-            result.message_row = _record(db, base, result, duplicate_of=original["id"])
+            result.message_row = _record(db, p.base, result, duplicate_of=original["id"])
         if original["unit"] and original["round"]:
             result.missing = _missing(cfg, db, original["round"], original["unit"])
         return result
-
-    try:
-        result, candidates, extracted, chosen = _classify(cfg, db, msg, raw, base, from_addr, subject, received)
-    except sqlite3.Error:
-        raise  # the database itself is failing: nothing recorded, the caller retries later
-    except Exception as err:  # noqa: BLE001 - one broken message must never stall the queue
-        log.exception("internal error while classifying message %s", message_id)
-        result = IngestResult(
-            "quarantined",
-            round=cfg.round_for(received).name,
-            reason=f"处理时发生内部错误（{type(err).__name__}），已隔离待人工处理；原始邮件已归档",
-            reason_code="internal_error",
-        )
-        candidates, extracted, chosen = [], None, None
+    if p.analysis is None:
+        raise ValueError("commit() needs an analysed message unless it is a duplicate")
+    result, _candidates, extracted, chosen = p.analysis
     with db.atomic():
-        result.message_row = _record(db, base, result, files=extracted.files if extracted else [])
+        result.message_row = _record(db, p.base, result, files=extracted.files if extracted else [])
         if result.status == "accepted" and chosen is not None:
-            _store_report(cfg, db, result, chosen, received, message_id)
-        _queue_reply(cfg, db, result, msg, message_id, from_addr, subject, received, extracted, chosen)
-    log.info("message %s from %s: %s %s %s", result.message_row, from_addr or "?", result.status, result.unit or "", result.reason or "")
+            _store_report(cfg, db, result, chosen, p.received, p.message_id)
+        _queue_reply(cfg, db, result, p.msg, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen)
+    log.info("message %s from %s: %s %s %s", result.message_row, p.from_addr or "?", result.status, result.unit or "", result.reason or "")
     return result
 
 
-def _classify(cfg, db, msg, raw, base, from_addr, subject, received):
+def ingest(
+    cfg: Config,
+    db: sqlite_utils.Database,
+    raw: bytes,
+    *,
+    received_at: dt.datetime | None = None,
+    source: str = "file",
+    folder: str | None = None,
+    uidvalidity: int | None = None,
+    uid: int | None = None,
+) -> IngestResult:
+    """Process one raw message exactly once into a recorded status (see module docstring)."""
+    known = store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
+    prepared = prepare(cfg, raw, received_at=received_at, source=source, folder=folder, uidvalidity=uidvalidity, uid=uid, analyse=not known)
+    return commit(cfg, db, prepared)
+
+
+def _classify(cfg, msg, raw, from_addr, subject, received):
     rnd = cfg.round_for(received)
     loop_header = cfg.bot["loop_header"]
     if msg.get(loop_header) is not None or (from_addr and from_addr in cfg.own_addresses):

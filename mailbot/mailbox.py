@@ -7,12 +7,15 @@ UNSELECT; STATUS without UIDNEXT) and any standard server (QUIRKS 1–8).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import imaplib
 import logging
 import re
 import socket
 import ssl
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import imap_tools
@@ -246,44 +249,92 @@ def already_handled(db, folder: str, uidvalidity: int, uid: int) -> bool:
     )
 
 
-def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
-    """Fetch and ingest every new message in every configured folder; the cursor follows each commit."""
-    from .intake import ingest
+PIPELINE_WINDOW = 8  # messages fetched and being prepared ahead of the one being committed
 
+
+def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
+    """Fetch and ingest every new message in every configured folder; the cursor follows each commit.
+
+    Fetching stays on this thread (one IMAP connection); archiving and parsing of the
+    next few messages run on a small thread pool while this thread commits, strictly
+    in UID order, so the cursor never passes a message that is not recorded.
+    """
     stats = PollStats()
-    action = cfg.imap_post_action
-    for folder in mailbox.resolve_folders(cfg.imap.folders):
-        uidvalidity = mailbox.select(folder, readonly=action in ("", "none"))
-        known_validity, last_uid = cursor(db, folder)
-        if known_validity != uidvalidity:
-            if known_validity is not None:
-                # UIDs were renumbered: rescan the folder; Message-ID and content hash dedupe (QUIRKS 6).
-                log.warning("UIDVALIDITY of %s changed (%s → %s): rescanning the folder", folder, known_validity, uidvalidity)
-                stats.rescans.append(folder)
-            last_uid = 0
-            advance_cursor(db, folder, uidvalidity, 0)
-        for uid in mailbox.uids_after(last_uid):
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
+        for folder in mailbox.resolve_folders(cfg.imap.folders):
+            _poll_folder(cfg, db, mailbox, folder, pool, stats, stop)
             if stop is not None and stop.is_set():
-                return stats
-            if already_handled(db, folder, uidvalidity, uid):
-                stats.skipped += 1
-                advance_cursor(db, folder, uidvalidity, uid)
-                continue
-            fetched = mailbox.fetch(uid)
-            if fetched is None:
-                advance_cursor(db, folder, uidvalidity, uid)
-                continue
-            raw, internaldate = fetched
-            stats.fetched += 1
-            result = ingest(cfg, db, raw, received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid)
-            stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
+                break
+    return stats
+
+
+def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: PollStats, stop) -> None:
+    from . import intake
+
+    action = cfg.imap_post_action
+    uidvalidity = mailbox.select(folder, readonly=action in ("", "none"))
+    known_validity, last_uid = cursor(db, folder)
+    if known_validity != uidvalidity:
+        if known_validity is not None:
+            # UIDs were renumbered: rescan the folder; Message-ID and content hash dedupe (QUIRKS 6).
+            log.warning("UIDVALIDITY of %s changed (%s → %s): rescanning the folder", folder, known_validity, uidvalidity)
+            stats.rescans.append(folder)
+        last_uid = 0
+        advance_cursor(db, folder, uidvalidity, 0)
+    pending: deque = deque()  # (uid, future or None), in UID order
+
+    committing = [False]
+
+    def settle(keep: int) -> None:
+        while len(pending) > keep:
+            committing[0] = True
+            uid, future = pending.popleft()
+            if future is not None:
+                result = intake.commit(cfg, db, future.result())
+                stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
             advance_cursor(db, folder, uidvalidity, uid)
-            if action not in ("", "none"):
+            if future is not None and action not in ("", "none"):
                 try:
                     mailbox.post_action(folder, uid, action)
                 except (imaplib.IMAP4.error, OSError) as err:
                     log.warning("post-action %s on %s/%s failed (the message is recorded): %s", action, folder, uid, err)
-    return stats
+            committing[0] = False
+
+    try:
+        for uid in mailbox.uids_after(last_uid):
+            if stop is not None and stop.is_set():
+                break
+            if already_handled(db, folder, uidvalidity, uid):
+                stats.skipped += 1
+                pending.append((uid, None))
+            else:
+                fetched = mailbox.fetch(uid)
+                if fetched is None:  # expunged meanwhile
+                    pending.append((uid, None))
+                else:
+                    raw, internaldate = fetched
+                    stats.fetched += 1
+                    known = store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
+                    future = pool.submit(
+                        intake.prepare, cfg, raw, received_at=internaldate, source="imap", folder=folder,
+                        uidvalidity=uidvalidity, uid=uid, analyse=not known,
+                    )
+                    pending.append((uid, future))
+            settle(PIPELINE_WINDOW)
+    except BaseException:
+        if not committing[0]:
+            # The mailbox failed (not the database): record what was already fetched, in order.
+            try:
+                settle(0)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.exception("could not record the messages fetched before the mailbox failed")
+        raise
+    else:
+        settle(0)  # what is already fetched and archived is recorded, also when stopping
+    finally:
+        for _uid, future in pending:  # an error above: drop the rest; their UIDs are fetched again next time
+            if future is not None:
+                future.cancel()
 
 
 def is_connection_error(err: BaseException) -> bool:

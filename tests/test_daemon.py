@@ -352,24 +352,22 @@ def test_dovecot_stopped_mid_fetch_then_restarted(live, make_report, monkeypatch
     cfg, dovecot, user, pw, smtp = live
     for i, (sender, unit) in enumerate((("mzj@xixia.example", "民政局"), ("sfj@xixia.example", "司法局"), ("xjz@xixia.example", "兴泾镇"))):
         dovecot.append(user, pw, mb.simple(sender=sender, subject=unit, attachments=[(f"{i}.docx", report(make_report, unit=unit))]))
-    import mailbot.intake as intake_mod
-
-    real_ingest = intake_mod.ingest
+    real_fetch = mailbox_mod.Mailbox.fetch
     calls = []
 
-    def ingest_then_server_dies(*args, **kwargs):
-        result = real_ingest(*args, **kwargs)
-        calls.append(result.status)
-        if len(calls) == 1:
+    def fetch_then_server_dies(self, uid):
+        if calls:
             dovecot.stop()  # the server goes away between two messages of one cycle
-        return result
+        calls.append(uid)
+        return real_fetch(self, uid)
 
-    monkeypatch.setattr(intake_mod, "ingest", ingest_then_server_dies)
+    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch", fetch_then_server_dies)
     rep = run_cycle(cfg)
-    assert rep.poll_error and calls == ["accepted"]
+    assert rep.poll_error and calls == [1, 2]
     db = db_of(cfg)
     assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
     dovecot.start()
+    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch", real_fetch)
     rep = run_cycle(cfg, now=LATER(1))
     assert rep.poll.statuses == {"accepted": 2} and rep.poll.skipped == 0
     assert [r["uid"] for r in db.query("SELECT uid FROM messages ORDER BY uid")] == [1, 2, 3]
