@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from .errors import ConfigError, MailbotError
 from .ledger import Ledger, Roster, Unit, load_ledger
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -157,7 +157,7 @@ class Config:
             if rnd.name == name:
                 return rnd
         names = "、".join(r.name for r in self.rounds)
-        raise ConfigError(f"没有名为「{name}」的报送节点：可选 {names}")
+        raise MailbotError(f"没有名为「{name}」的报送节点：可选 {names}")
 
 
 def default_config_path() -> Path:
