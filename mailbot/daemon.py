@@ -8,6 +8,7 @@ backs off and, when it lasts, is reported once per outage (QUIRKS 3, 8).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import signal
 import sqlite3
@@ -84,9 +85,18 @@ def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.d
     except (MailboxError, ConfigError) as err:
         _failed(cfg, db, now, str(err), login=isinstance(err, ConfigError))
         report.poll_error = str(err)
-    except sqlite3.Error:
-        raise
+    except sqlite3.Error as err:
+        # The database is busy, full or broken: the message in hand was not recorded and its
+        # UID not passed, so it is fetched again next time. Not the mailbox's fault.
+        log.error("database error while recording mail (nothing lost; retried next poll): %s", err)
+        report.poll_error = f"数据库错误（邮件未丢失，下次收信时重试）：{err}"
+        _local_trouble(cfg, db, now, report.poll_error)
     except Exception as err:  # noqa: BLE001 - network errors surface as many types
+        if isinstance(err, OSError) and err.errno in STATE_ERRNOS:
+            log.error("cannot write to the state directory %s (nothing lost; retried next poll): %s", cfg.state_dir, err)
+            report.poll_error = f"无法写入状态目录 {cfg.state_dir}（{err.strerror}）：请清理磁盘或检查权限；邮件未丢失，恢复后自动补收"
+            _local_trouble(cfg, db, now, report.poll_error)
+            return report
         if not is_connection_error(err):
             log.exception("unexpected error while polling")
         _failed(cfg, db, now, f"收信时连接中断：{type(err).__name__}: {str(err)[:200]}", login=False)
@@ -98,6 +108,18 @@ def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.d
         store.kv_set(db, "imap_next_try", None)
         store.kv_set(db, "imap_outage_since", None)
     return report
+
+
+STATE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def _local_trouble(cfg: Config, db, now: dt.datetime, message: str) -> None:
+    """Tell the coordinator once a day that this machine (disk, database) needs a person."""
+    try:
+        day = now.astimezone(cfg.tz).date().isoformat()
+        _alert(cfg, db, f"alert:local:{day}", "【台账机器人】服务器存储故障，需要处理", message)
+    except (sqlite3.Error, OSError) as err:
+        log.error("could not queue the alert either: %s", err)
 
 
 def _failed(cfg: Config, db, now: dt.datetime, message: str, *, login: bool) -> None:

@@ -373,3 +373,57 @@ def test_dovecot_stopped_mid_fetch_then_restarted(live, make_report, monkeypatch
     assert [r["uid"] for r in db.query("SELECT uid FROM messages ORDER BY uid")] == [1, 2, 3]
     smtp.wait_for(3)
     assert sorted(m.rcpt_tos[0] for m in smtp.messages) == ["mzj@xixia.example", "sfj@xixia.example", "xjz@xixia.example"]
+
+
+def test_database_locked_by_a_reader_during_poll_loses_nothing(live, make_report, monkeypatch):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    run_cycle(cfg)  # creates the database
+    dovecot.append(user, pw, mb.simple(sender="sfj@xixia.example", subject="司法局", attachments=[("b.docx", report(make_report, unit="司法局"))]))
+    import sqlite3 as sq
+
+    monkeypatch.setattr(store, "open_db", _short_timeout_open(store.open_db))
+    holder = sq.connect(cfg.db_path)
+    holder.execute("BEGIN EXCLUSIVE")  # someone holds a write lock for longer than our timeout
+    try:
+        rep = run_cycle(cfg)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert rep.poll_error and "数据库" in rep.poll_error
+    rep = run_cycle(cfg, now=LATER(1))
+    assert rep.poll.statuses == {"accepted": 1}
+    db = db_of(cfg)
+    assert [r["status"] for r in db.query("SELECT status FROM messages ORDER BY uid")] == ["accepted", "accepted"]
+
+
+def _short_timeout_open(real):
+    def open_db(path):
+        db = real(path)
+        db.conn.execute("PRAGMA busy_timeout = 200")
+        return db
+
+    return open_db
+
+
+def test_state_directory_full_is_reported_and_caught_up(live, make_report, monkeypatch):
+    import errno as errno_mod
+
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    import mailbot.intake as intake_mod
+
+    real = intake_mod._write_durably
+
+    def disk_full(target, data):
+        raise OSError(errno_mod.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(intake_mod, "_write_durably", disk_full)
+    rep = run_cycle(cfg)
+    assert rep.poll_error and "无法写入状态目录" in rep.poll_error
+    db = db_of(cfg)
+    assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 1
+    monkeypatch.setattr(intake_mod, "_write_durably", real)
+    rep = run_cycle(cfg)  # no mailbox back-off for a local problem
+    assert rep.poll.statuses == {"accepted": 1}
