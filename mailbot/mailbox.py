@@ -72,6 +72,8 @@ class PollStats:
 
 
 _INTERNALDATE_RE = re.compile(rb'INTERNALDATE "([^"]+)"')
+_UID_RE = re.compile(rb"UID (\d+)")
+_SIZE_RE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class Mailbox:
@@ -175,17 +177,37 @@ class Mailbox:
         uids = sorted({int(x) for chunk in data if chunk for x in chunk.split()})
         return [u for u in uids if u > last_uid]
 
-    def fetch(self, uid: int) -> tuple[bytes, dt.datetime | None] | None:
-        """The exact raw bytes of one message (BODY.PEEK: never sets \\Seen) and its INTERNALDATE."""
-        typ, data = self.box.client.uid("FETCH", str(uid), "(INTERNALDATE BODY.PEEK[])")
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """RFC822.SIZE of each UID (one round trip), to bound how much one batch fetch reads."""
+        if not uids:
+            return {}
+        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID RFC822.SIZE)")
         if typ != "OK":
-            raise MailboxError(f"IMAP FETCH UID {uid} 失败：{data!r}")
+            raise MailboxError(f"IMAP FETCH RFC822.SIZE 失败：{data!r}")
+        out = {}
+        for item in data:
+            line = item[0] if isinstance(item, tuple) else item
+            if isinstance(line, bytes):
+                m_uid, m_size = _UID_RE.search(line), _SIZE_RE.search(line)
+                if m_uid and m_size:
+                    out[int(m_uid.group(1))] = int(m_size.group(1))
+        return out
+
+    def fetch_many(self, uids: list[int]) -> dict[int, tuple[bytes, dt.datetime | None]]:
+        """Several messages in one round trip: UID → (exact raw bytes, INTERNALDATE); expunged ones absent."""
+        if not uids:
+            return {}
+        typ, data = self.box.client.uid("FETCH", ",".join(map(str, uids)), "(UID INTERNALDATE BODY.PEEK[])")
+        if typ != "OK":
+            raise MailboxError(f"IMAP FETCH 失败：{data!r}")
+        out = {}
         for item in data:
             if isinstance(item, tuple) and len(item) >= 2:
                 meta, raw = item[0], item[1]
-                m = _INTERNALDATE_RE.search(meta)
-                return raw, (_internaldate(m.group(1).decode()) if m else None)
-        return None  # expunged meanwhile
+                m_uid, m_date = _UID_RE.search(meta), _INTERNALDATE_RE.search(meta)
+                if m_uid:
+                    out[int(m_uid.group(1))] = (raw, _internaldate(m_date.group(1).decode()) if m_date else None)
+        return out
 
     def post_action(self, folder: str, uid: int, action: str) -> None:
         """Optional, after commit: "flag" (\\Flagged), "seen", or "move:<folder>" (COPY, never delete)."""
@@ -250,6 +272,25 @@ def already_handled(db, folder: str, uidvalidity: int, uid: int) -> bool:
 
 
 PIPELINE_WINDOW = 8  # messages fetched and being prepared ahead of the one being committed
+FETCH_BATCH = 20  # messages per UID FETCH round trip …
+FETCH_BATCH_BYTES = 8 * 1024 * 1024  # … and at most this much mail in memory per batch
+
+
+def _batches(mailbox: Mailbox, uids: list[int]):
+    """UIDs in fetch batches bounded by count and by total size (sizes asked 500 at a time)."""
+    for start in range(0, len(uids), 500):
+        chunk = uids[start:start + 500]
+        sizes = mailbox.sizes(chunk)
+        batch, total = [], 0
+        for uid in chunk:
+            size = sizes.get(uid, 0)
+            if batch and (len(batch) >= FETCH_BATCH or total + size > FETCH_BATCH_BYTES):
+                yield batch
+                batch, total = [], 0
+            batch.append(uid)
+            total += size
+        if batch:
+            yield batch
 
 
 def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
@@ -301,18 +342,18 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
             committing[0] = False
 
     try:
-        for uid in mailbox.uids_after(last_uid):
+        for batch in _batches(mailbox, mailbox.uids_after(last_uid)):
             if stop is not None and stop.is_set():
                 break
-            if already_handled(db, folder, uidvalidity, uid):
-                stats.skipped += 1
-                pending.append((uid, None))
-            else:
-                fetched = mailbox.fetch(uid)
-                if fetched is None:  # expunged meanwhile
+            handled = {uid for uid in batch if already_handled(db, folder, uidvalidity, uid)}
+            fetched = mailbox.fetch_many([uid for uid in batch if uid not in handled])
+            for uid in batch:
+                got = fetched.get(uid)
+                if uid in handled or got is None:  # recorded before a crash, or expunged meanwhile
+                    stats.skipped += uid in handled
                     pending.append((uid, None))
                 else:
-                    raw, internaldate = fetched
+                    raw, internaldate = got
                     stats.fetched += 1
                     known = store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
                     future = pool.submit(
@@ -320,7 +361,8 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
                         uidvalidity=uidvalidity, uid=uid, analyse=not known,
                     )
                     pending.append((uid, future))
-            settle(PIPELINE_WINDOW)
+                settle(PIPELINE_WINDOW)
+            del fetched
     except BaseException:
         if not committing[0]:
             # The mailbox failed (not the database): record what was already fetched, in order.

@@ -352,22 +352,23 @@ def test_dovecot_stopped_mid_fetch_then_restarted(live, make_report, monkeypatch
     cfg, dovecot, user, pw, smtp = live
     for i, (sender, unit) in enumerate((("mzj@xixia.example", "民政局"), ("sfj@xixia.example", "司法局"), ("xjz@xixia.example", "兴泾镇"))):
         dovecot.append(user, pw, mb.simple(sender=sender, subject=unit, attachments=[(f"{i}.docx", report(make_report, unit=unit))]))
-    real_fetch = mailbox_mod.Mailbox.fetch
+    real_fetch = mailbox_mod.Mailbox.fetch_many
     calls = []
 
-    def fetch_then_server_dies(self, uid):
+    def fetch_then_server_dies(self, uids):
         if calls:
-            dovecot.stop()  # the server goes away between two messages of one cycle
-        calls.append(uid)
-        return real_fetch(self, uid)
+            dovecot.stop()  # the server goes away between two fetches of one cycle
+        calls.extend(uids)
+        return real_fetch(self, uids)
 
-    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch", fetch_then_server_dies)
+    monkeypatch.setattr(mailbox_mod, "FETCH_BATCH", 1)
+    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch_many", fetch_then_server_dies)
     rep = run_cycle(cfg)
     assert rep.poll_error and calls == [1, 2]
     db = db_of(cfg)
     assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1
     dovecot.start()
-    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch", real_fetch)
+    monkeypatch.setattr(mailbox_mod.Mailbox, "fetch_many", real_fetch)
     rep = run_cycle(cfg, now=LATER(1))
     assert rep.poll.statuses == {"accepted": 2} and rep.poll.skipped == 0
     assert [r["uid"] for r in db.query("SELECT uid FROM messages ORDER BY uid")] == [1, 2, 3]
