@@ -272,6 +272,7 @@ def already_handled(db, folder: str, uidvalidity: int, uid: int) -> bool:
 
 
 PIPELINE_WINDOW = 8  # messages fetched and being prepared ahead of the one being committed
+CURSOR_EVERY = 20  # commits between two durable cursor updates (a lagging cursor is harmless)
 FETCH_BATCH = 20  # messages per UID FETCH round trip …
 FETCH_BATCH_BYTES = 8 * 1024 * 1024  # … and at most this much mail in memory per batch
 
@@ -325,6 +326,7 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
     pending: deque = deque()  # (uid, future or None), in UID order
 
     committing = [False]
+    uncursored = [0, None]  # messages committed since the cursor last moved, and the last such UID
 
     def settle(keep: int) -> None:
         while len(pending) > keep:
@@ -333,7 +335,14 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
             if future is not None:
                 result = intake.commit(cfg, db, future.result())
                 stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
-            advance_cursor(db, folder, uidvalidity, uid)
+            # The cursor never passes an uncommitted message; it may lag behind committed ones
+            # (those are recognised by folder+UIDVALIDITY+UID and skipped), which saves a
+            # durable write per message.
+            uncursored[0] += 1
+            uncursored[1] = uid
+            if uncursored[0] >= CURSOR_EVERY or keep == 0 and not pending:
+                advance_cursor(db, folder, uidvalidity, uid)
+                uncursored[0] = 0
             if future is not None and action not in ("", "none"):
                 try:
                     mailbox.post_action(folder, uid, action)

@@ -159,19 +159,16 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
 
 def find_duplicate(db: sqlite_utils.Database, sha256: str, message_id: str | None) -> dict | None:
     """The earlier message with the same bytes or the same Message-ID, if any."""
-    rows = list(db.query("SELECT * FROM messages WHERE sha256 = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [sha256]))
-    if not rows and message_id:
-        rows = list(
-            db.query("SELECT * FROM messages WHERE message_id = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [message_id])
-        )
-    return rows[0] if rows else None
+    cur = db.conn.execute("SELECT * FROM messages WHERE sha256 = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [sha256])
+    row = cur.fetchone()
+    if row is None and message_id:
+        cur = db.conn.execute("SELECT * FROM messages WHERE message_id = ? AND duplicate_of IS NULL ORDER BY id LIMIT 1", [message_id])
+        row = cur.fetchone()
+    return dict(zip([d[0] for d in cur.description], row)) if row is not None else None
 
 
 def current_progress(db: sqlite_utils.Database, round_name: str, unit: str) -> dict[int, str]:
-    return {
-        r["task"]: r["progress"]
-        for r in db.query("SELECT task, progress FROM progress WHERE round = ? AND unit = ?", [round_name, unit])
-    }
+    return dict(db.conn.execute("SELECT task, progress FROM progress WHERE round = ? AND unit = ?", [round_name, unit]))
 
 
 def unit_report_times(db: sqlite_utils.Database) -> dict[tuple[str, str], tuple[str, str, int]]:

@@ -135,6 +135,7 @@ def test_crash_between_commit_and_cursor_update(live, make_report, monkeypatch):
             raise KeyboardInterrupt("killed after commit, before the cursor moved")
         real(db, folder, validity, uid)
 
+    monkeypatch.setattr(mailbox_mod, "CURSOR_EVERY", 1)  # the cursor follows every commit
     monkeypatch.setattr(mailbox_mod, "advance_cursor", crash)
     with pytest.raises(KeyboardInterrupt):
         run_cycle(cfg)
