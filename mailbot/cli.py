@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import io
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -228,6 +229,8 @@ def cmd_run(args) -> int:
     cfg = _config(args)
     _setup_logging(args)
     cfg.imap.password()  # fail now, with one line, rather than in the first poll
+    if cfg.smtp.user:
+        cfg.smtp.password()
     store.open_db(cfg.db_path).close()
     run(cfg)
     return 0
@@ -522,6 +525,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except MailbotError as err:
         print(f"错误：{err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # an output path that is a directory, not writable, a full disk …
+        where = f"{err.filename}：" if getattr(err, "filename", None) else ""
+        print(f"错误：{where}{err.strerror or err}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as err:
+        print(f"错误：数据库无法使用（{err}）：请检查 state 目录，必要时用 mailbot backup 的备份恢复或 mailbot reindex 重建", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

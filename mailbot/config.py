@@ -57,7 +57,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "save_to_sent": "",  # IMAP folder to APPEND a copy of what we send, e.g. "\\Sent"; empty: none
         "timeout_seconds": 60,
         "max_replies_per_address_per_day": 20,
-        "max_attempts": 12,
     },
     "coordinator": {"emails": []},
     "notices": {

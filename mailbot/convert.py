@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -123,6 +124,9 @@ def sniff(data: bytes) -> str:
         if b"w:worddocument" in text_head or b"schemas.microsoft.com/office/word/2003" in text_head or b"word.document" in text_head:
             return "word2003xml"
         return "unknown"
+    if re.match(rb"(?:(?:return-path|received|from|to|subject|date|message-id|mime-version|x-[a-z0-9-]+|delivered-to|reply-to|cc|content-type):[^\n]*\r?\n(?:[ \t][^\n]*\r?\n)*){2,}", text_head):
+        if not text_head.startswith(b"mime-version:") or b"\nfrom:" in text_head or b"\nsubject:" in text_head:
+            return "eml"  # a mail saved as a file (a forward "as attachment")
     if text_head.startswith(b"<html") or text_head.startswith(b"<!doctype html") or b"mime-version:" in text_head[:512]:
         return "html"
     return "unknown"
@@ -195,6 +199,7 @@ REFUSALS = {
     "7z": "附件是 7z 压缩包，系统无法解压：请直接附上 Word 文档，或改用 zip 压缩",
     "empty": "附件是空文件（0 字节）：请重新附上填报好的 Word 文档",
     "unknown": "附件不是 Word 文档，系统无法识别其格式：请发送填报好的 Word 文档（.docx）",
+    "eml": "附件是一封邮件，其中没有台账 Word 文档：请直接附上填报好的 .docx 文件",
 }
 
 NEEDS_CONVERSION = {"doc", "wps", "odt", "rtf"}

@@ -44,6 +44,7 @@ class CycleReport:
         elif self.poll is not None:
             counts = "，".join(f"{labels.get(k, k)} {v}" for k, v in sorted(self.poll.statuses.items())) or "无"
             parts.append(f"收取新邮件 {self.poll.fetched} 封（{counts}）")
+            parts.extend(self.poll.errors)
             if self.poll.rescans:
                 parts.append(f"文件夹 {'、'.join(self.poll.rescans)} 的 UIDVALIDITY 已变化，已重新扫描")
         d = self.delivery
@@ -102,6 +103,8 @@ def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.d
         _failed(cfg, db, now, f"收信时连接中断：{type(err).__name__}: {str(err)[:200]}", login=False)
         report.poll_error = f"{type(err).__name__}: {str(err)[:200]}"
     else:
+        if report.poll.errors:
+            _local_trouble(cfg, db, now, "；".join(report.poll.errors), key="folder")
         if store.kv_get(db, "imap_failures"):
             log.info("mailbox reachable again")
         store.kv_set(db, "imap_failures", None)
@@ -113,11 +116,12 @@ def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.d
 STATE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
-def _local_trouble(cfg: Config, db, now: dt.datetime, message: str) -> None:
-    """Tell the coordinator once a day that this machine (disk, database) needs a person."""
+def _local_trouble(cfg: Config, db, now: dt.datetime, message: str, key: str = "local") -> None:
+    """Tell the coordinator once a day that something here (disk, database, a folder) needs a person."""
     try:
         day = now.astimezone(cfg.tz).date().isoformat()
-        _alert(cfg, db, f"alert:local:{day}", "【台账机器人】服务器存储故障，需要处理", message)
+        subject = "【台账机器人】邮箱文件夹无法读取，需要处理" if key == "folder" else "【台账机器人】服务器存储故障，需要处理"
+        _alert(cfg, db, f"alert:{key}:{day}", subject, message)
     except (sqlite3.Error, OSError) as err:
         log.error("could not queue the alert either: %s", err)
 

@@ -26,7 +26,7 @@ from .config import Config, Round
 from .convert import REFUSALS, ZipLimits
 from .errors import ReportError
 from .ledger import Unit
-from .mime import Extracted, FoundFile, Limits, decode_header, extract_files, header, load_message, parse_address, raw_header
+from .mime import Extracted, FoundFile, Limits, clean_msgids, decode_header, extract_files, header, load_message, parse_address, raw_header
 from .outbox import queue_mail
 from .reports import ParsedReport, parse_document
 
@@ -133,7 +133,8 @@ def _parse_date(value: str) -> dt.datetime | None:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        parsed.astimezone(dt.timezone.utc)  # an absurd date or offset (year 9999, -2359) fails here, not later
+    except (TypeError, ValueError, IndexError, OverflowError, AttributeError):
         return None
     if parsed is None:
         return None
@@ -227,7 +228,7 @@ def prepare(
     """Archive first, then decode and classify (parsing the documents). Safe to run in a worker thread."""
     digest, archive_path = archive(cfg.state_dir, raw)
     msg = load_message(raw)
-    message_id = header(msg, "Message-ID") or None
+    message_id = clean_msgids(header(msg, "Message-ID")).split(" ")[0] or None
     subject = header(msg, "Subject")
     from_name, from_addr = parse_address(raw_header(msg, "From"))
     received = received_at or received_time(msg, store.now_utc())
@@ -284,6 +285,8 @@ def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
         result.message_row = _record(db, p.base, result, files=extracted.files if extracted else [])
         if result.status == "accepted" and chosen is not None:
             _store_report(cfg, db, result, chosen, p.received, p.message_id)
+        elif result.unit and result.round and cfg.roster.get(result.unit):
+            result.missing = _missing(cfg, db, result.round, result.unit)
         _queue_reply(cfg, db, result, p.msg, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen)
     log.info("message %s from %s: %s %s %s", result.message_row, p.from_addr or "?", result.status, result.unit or "", result.reason or "")
     return result
@@ -514,11 +517,13 @@ def _deadline_text(rnd: Round) -> str:
 
 
 def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subject, received, extracted, chosen) -> None:
-    if result.status not in ("accepted", "rejected") or not from_addr or result.unit is None:
+    if result.status not in ("accepted", "rejected") or result.unit is None:
         return
+    if not from_addr and (result.status == "rejected" or not cfg.roster.get(result.unit).emails):
+        return  # nobody to answer
     unit = cfg.roster.get(result.unit)
     rnd = cfg.round_named(result.round)
-    to = [from_addr]
+    to = [from_addr] if from_addr else list(unit.emails)  # no usable From: the unit itself must hear of it
     cc = [] if result.verified else list(unit.emails)
     common = {
         "unit": unit.name,
@@ -529,7 +534,7 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
         "sender": from_addr,
         "verified": result.verified,
     }
-    refs = header(msg, "References")
+    refs = clean_msgids(header(msg, "References"))
     if result.status == "accepted":
         ctx = dict(
             common,
@@ -552,7 +557,6 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
             unit=unit.name, round_name=rnd.name, message_row=result.message_row, in_reply_to=message_id, references=refs,
         )
     else:
-        result.missing = _missing(cfg, db, rnd.name, unit.name)
         files = [f.name for f in extracted.files] if extracted else []
         attachments = []
         if result.reason_code not in ("zip_bomb", "entity", "too_large"):

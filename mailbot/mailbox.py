@@ -33,6 +33,10 @@ class MailboxError(MailbotError):
     """The mailbox could not be reached or used (network, server, protocol)."""
 
 
+class FolderError(MailboxError):
+    """A configured folder cannot be opened (wrong name, deleted)."""
+
+
 class LoginRefused(MailboxError):
     """The server said NO to our credentials: a configuration error, not a network blip."""
 
@@ -161,7 +165,7 @@ class Mailbox:
         try:
             self.box.folder.set(folder, readonly=readonly)
         except imap_tools.errors.MailboxFolderSelectError as err:
-            raise MailboxError(f"无法打开邮箱文件夹「{folder}」：{_short(err)}") from err
+            raise FolderError(f"无法打开邮箱文件夹「{folder}」：请检查 [imap] folders 中的名称（{_short(err)}）") from err
         values = self.box.client.untagged_responses.get("UIDVALIDITY") or []
         try:
             return int(values[-1])
@@ -235,7 +239,15 @@ def _internaldate(text: str) -> dt.datetime | None:
 
 def _short(err: BaseException) -> str:
     text = str(err) or type(err).__name__
+    text = re.sub(r"b(['\"])(.*?)\1", lambda m: _unescape(m.group(2)), text)  # server bytes, shown as text
     return text.splitlines()[0][:200]
+
+
+def _unescape(text: str) -> str:
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1").decode("utf-8", "replace")
+    except (UnicodeError, ValueError):
+        return text
 
 
 def _safe_logout(box) -> None:
@@ -302,11 +314,18 @@ def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None
     in UID order, so the cursor never passes a message that is not recorded.
     """
     stats = PollStats()
+    folders = mailbox.resolve_folders(cfg.imap.folders)
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
-        for folder in mailbox.resolve_folders(cfg.imap.folders):
-            _poll_folder(cfg, db, mailbox, folder, pool, stats, stop)
+        for folder in folders:
+            try:
+                _poll_folder(cfg, db, mailbox, folder, pool, stats, stop)
+            except FolderError as err:  # one missing folder must not stop the others (INBOX above all)
+                log.error("%s", err)
+                stats.errors.append(str(err))
             if stop is not None and stop.is_set():
                 break
+    if stats.errors and len(stats.errors) == len(folders):
+        raise MailboxError("；".join(stats.errors))
     return stats
 
 
@@ -346,7 +365,7 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
             if future is not None and action not in ("", "none"):
                 try:
                     mailbox.post_action(folder, uid, action)
-                except (imaplib.IMAP4.error, OSError) as err:
+                except (imaplib.IMAP4.error, OSError, imap_tools.errors.ImapToolsError) as err:
                     log.warning("post-action %s on %s/%s failed (the message is recorded): %s", action, folder, uid, err)
             committing[0] = False
 

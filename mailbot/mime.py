@@ -106,14 +106,38 @@ def header(msg: email.message.Message, name: str) -> str:
     return decode_header(raw_header(msg, name))
 
 
+_ADDR_OK = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+$")
+
+
 def parse_address(value) -> tuple[str, str]:
-    """(display name, lower-case address) of a From/Reply-To header."""
-    text = decode_header(value)
-    name, addr = email.utils.parseaddr(text)
-    if "@" not in addr:
-        found = re.search(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+", text)
-        addr = found.group(0) if found else ""
-    return name.strip(), addr.strip().lower()
+    """(display name, lower-case address) of a From header; address "" unless exactly one clean address.
+
+    The address is parsed from the raw header *before* encoded words are decoded, so a
+    display name like ``=?utf-8?q?mzj=40xixia.example?= <attacker@evil.example>`` cannot
+    pose as a roster address.
+    """
+    if value is None:
+        return "", ""
+    raw = str(value)
+    if any("\udc80" <= c <= "\udcff" for c in raw):  # 8-bit bytes: decode them, keep encoded words as they are
+        raw = decode_bytes(_raw_bytes(raw))[0]
+    raw = _CONTROL.sub("", raw).replace("\r", " ").replace("\n", " ")
+    pairs = [(n, a) for n, a in email.utils.getaddresses([raw]) if a]
+    if len(pairs) != 1:
+        return (decode_header(pairs[0][0]).strip() if pairs else ""), ""
+    name, addr = pairs[0]
+    addr = addr.strip().lower()
+    if not _ADDR_OK.match(addr):
+        addr = ""
+    return decode_header(name).strip(), addr
+
+
+_MSGID = re.compile(r"<[!-;=?-~]{1,250}>")  # printable ASCII without < and >
+
+
+def clean_msgids(value: str | None) -> str:
+    """Only well-formed ASCII <msg-id> tokens: nothing that could break or inject a header."""
+    return " ".join(_MSGID.findall(value or ""))
 
 
 def parse_addresses(values) -> list[str]:
@@ -125,7 +149,13 @@ def _decode_param(value) -> str | None:
         return None
     if isinstance(value, tuple):  # RFC 2231: (charset, language, %-unquoted text as latin-1)
         charset, _lang, text = value
-        raw = text.encode("latin-1", "surrogateescape") if isinstance(text, str) else bytes(text)
+        if isinstance(text, str):
+            try:
+                raw = text.encode("latin-1", "surrogateescape")
+            except UnicodeEncodeError:  # already decoded (raw 8-bit in the header): keep it as text
+                return text
+        else:
+            raw = bytes(text)
         return decode_bytes(raw, charset)[0]
     return decode_header(email.utils.unquote(value)) if "=?" in value else decode_bytes(_raw_bytes(email.utils.unquote(value)))[0]
 
@@ -233,7 +263,7 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
         if kind == "zip" and depth < limits.max_depth:
             _open_archive(name, data, where, depth)
             return
-        if kind == "unknown" and name.lower().endswith(".eml") and depth < limits.max_depth:
+        if (kind == "eml" or kind == "unknown" and name.lower().endswith(".eml")) and depth < limits.max_depth:
             walk(load_message(data), f"{where}（转发的邮件）", depth + 1)
             return
         result.files.append(FoundFile(name=name, data=data, kind=kind, path=where))
@@ -287,7 +317,11 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
                     if isinstance(sub, email.message.Message):
                         walk(sub, where, depth + 1)
             return
-        name = attachment_name(part)
+        try:
+            name = attachment_name(part)
+        except (ValueError, TypeError, LookupError, UnicodeError) as err:
+            result.problems.append(f"一个附件的文件名无法解析（{type(err).__name__}），已按无名附件处理")
+            name = None
         disposition = (raw_header(part, "Content-Disposition") or "").split(";")[0].strip().lower()
         if name is None and (ctype.startswith("text/") or ctype.startswith("multipart/")) and disposition != "attachment":
             if ctype == "text/plain" and len(result.body_text) < 20000:

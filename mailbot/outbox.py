@@ -23,7 +23,7 @@ import sqlite_utils
 
 from . import store
 from .config import Config
-from .errors import MailbotError
+from .errors import ConfigError, MailbotError
 from .store import iso, now_utc
 from .templating import render
 
@@ -164,6 +164,12 @@ def _connect_smtp(cfg: Config) -> smtplib.SMTP:
         raise SmtpError(f"无法连接 SMTP 服务器 {s.host}:{s.port}（{s.security}）：{str(err)[:200] or type(err).__name__}") from err
 
 
+def _quiet(cfg: Config, now: dt.datetime) -> bool:
+    from .notices import quiet
+
+    return quiet(cfg, now)
+
+
 def _backoff(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(60 * 2 ** max(attempts - 1, 0), 6 * 3600))
 
@@ -174,11 +180,12 @@ def _over_rate_limit(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
         return False
     limit = int(cfg.smtp.options.get("max_replies_per_address_per_day", 20))
     since = store.iso(now - dt.timedelta(days=1))
-    for addr in json.loads(row["to_addrs"]):
+    for addr in json.loads(row["to_addrs"]) + json.loads(row["cc_addrs"] or "[]"):
         sent = db.execute(
-            "SELECT COUNT(*) FROM outbox, json_each(outbox.to_addrs) AS t WHERE outbox.status = 'sent' AND outbox.kind IN ('ack','reject') "
-            "AND outbox.sent_at >= ? AND t.value = ?",
-            [since, addr],
+            "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND kind IN ('ack','reject') AND sent_at >= ? "
+            "AND (EXISTS (SELECT 1 FROM json_each(outbox.to_addrs) WHERE value = ?) "
+            "OR EXISTS (SELECT 1 FROM json_each(outbox.cc_addrs) WHERE value = ?))",
+            [since, addr, addr],
         ).fetchone()[0]
         if sent >= limit:
             return True
@@ -211,7 +218,6 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
     if not rows:
         return stats
     conn = None
-    max_attempts = int(cfg.smtp.options.get("max_attempts", 12))
     try:
         for row in rows:
             if stop is not None and stop.is_set():
@@ -224,10 +230,13 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                 _finish(db, row["id"], status="suppressed", last_error="超过同一地址每日回复上限，未发送")
                 stats.suppressed += 1
                 continue
+            if row["kind"] not in REPLY_KINDS and _quiet(cfg, now):
+                continue  # reminders and digests wait for the morning; replies to a mail do not
             try:
                 message = build_email(cfg, row)
-            except OSError as err:  # an attachment vanished: the row stays for a person to look at
-                _finish(db, row["id"], status="failed", last_error=f"无法生成邮件：{err}")
+            except Exception as err:  # noqa: BLE001 - one bad row (vanished attachment, odd header) must not block the rest
+                _finish(db, row["id"], status="failed", last_error=f"无法生成邮件：{type(err).__name__}: {err}"[:300])
+                log.error("outbox %s could not be built: %s", row["id"], err)
                 stats.failed += 1
                 continue
             recipients = json.loads(row["to_addrs"]) + json.loads(row["cc_addrs"] or "[]")
@@ -235,13 +244,15 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                 if conn is None:
                     conn = _connect_smtp(cfg)
                 refused = conn.send_message(message, from_addr=cfg.smtp.from_addr or cfg.smtp.user, to_addrs=recipients)
-            except (SmtpError, smtplib.SMTPException, OSError, socket.timeout) as err:
+            except (SmtpError, ConfigError, smtplib.SMTPException, OSError, socket.timeout) as err:
                 attempts = (row["attempts"] or 0) + 1
+                # The server being down or refusing us is not this mail's fault: it waits, however long.
+                server_level = isinstance(err, (SmtpError, ConfigError, OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError))
                 permanent = isinstance(err, smtplib.SMTPRecipientsRefused) or (
                     isinstance(err, smtplib.SMTPResponseException) and 500 <= err.smtp_code < 600 and attempts >= 3
                 )
                 text = str(err)[:300] or type(err).__name__
-                if permanent or attempts >= max_attempts:
+                if not server_level and permanent:  # 4xx and outages wait (6 h at most between tries); never dropped
                     _finish(db, row["id"], status="failed", attempts=attempts, last_error=text)
                     stats.failed += 1
                 else:
@@ -252,7 +263,7 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                 if conn is not None and not isinstance(err, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                     _close(conn)
                     conn = None
-                if isinstance(err, (SmtpError, OSError, smtplib.SMTPServerDisconnected)):
+                if server_level:
                     break  # the server is unreachable: the rest wait for the next run
                 continue
             note = f"部分收件人被拒收：{', '.join(refused)}" if refused else None

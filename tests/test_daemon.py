@@ -429,3 +429,64 @@ def test_state_directory_full_is_reported_and_caught_up(live, make_report, monke
     monkeypatch.setattr(intake_mod, "_write_durably", real)
     rep = run_cycle(cfg)  # no mailbox back-off for a local problem
     assert rep.poll.statuses == {"accepted": 1}
+
+
+def test_long_smtp_outage_never_drops_mail(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
+    smtp.stop()
+    for hours in range(0, 72, 2):  # three days of a dead SMTP server
+        run_cycle(cfg, now=LATER(hours))
+    db = db_of(cfg)
+    [row] = db.query("SELECT status, attempts FROM outbox")
+    assert row["status"] == "pending" and row["attempts"] > 12
+    smtp.start()
+    write_config(cfg.path.parent, dovecot, user, smtp)  # the server came back on a new port
+    cfg2 = load_config(cfg.path)
+    run_cycle(cfg2, now=LATER(80))
+    assert len(smtp.wait_for(1)) == 1
+
+
+def test_missing_folder_does_not_stop_inbox_and_copy_failure_is_not_an_outage(tmp_path, dovecot, mailbox, smtp_server, monkeypatch, make_report):
+    user, pw = mailbox
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    cfg = write_config(tmp_path, dovecot, user, smtp_server, folders=("垃圾邮件", "INBOX"))
+    text = cfg.path.read_text(encoding="utf-8").replace('folders = ["垃圾邮件", "INBOX"]', 'folders = ["垃圾邮件", "INBOX"]\npost_action = "copy:不存在"')
+    cfg.path.write_text(text, encoding="utf-8")
+    cfg = load_config(cfg.path)
+    for i in range(2):
+        dovecot.append(user, pw, mb.simple(subject=f"无附件{i}", message_id=f"<nf{i}@x.example>"))
+    rep = run_cycle(cfg)
+    assert rep.poll_error is None and rep.poll.statuses == {"rejected": 2}
+    assert any("垃圾邮件" in e for e in rep.poll.errors) and "b'" not in " ".join(rep.poll.errors)
+    db = db_of(cfg)
+    assert store.kv_get(db, "imap_failures") is None
+    assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 1
+
+
+def test_cc_copies_count_toward_the_reply_limit(live, make_report):
+    cfg, dovecot, user, pw, smtp = live
+    for i in range(25):
+        dovecot.append(user, pw, mb.simple(sender=f"x{i}@spam.example", subject="民政局台账", attachments=[("a.docx", report(make_report))]))
+    run_cycle(cfg)
+    limit = cfg.smtp.options["max_replies_per_address_per_day"]
+    copies = sum("mzj@xixia.example" in m.rcpt_tos for m in smtp.messages)
+    assert copies == limit
+
+
+def test_notices_wait_for_the_morning_at_delivery(live):
+    cfg, dovecot, user, pw, smtp = live
+    from mailbot.notices import queue_notices
+    from mailbot.outbox import deliver
+    import datetime as dtm
+
+    tz8 = dtm.timezone(dtm.timedelta(hours=8))
+    db = db_of(cfg)
+    smtp.fail_with = (451, "4.3.0 later")
+    queue_notices(cfg, db, dtm.datetime(2023, 8, 8, 9, 0, tzinfo=tz8))
+    deliver(cfg, db, now=dtm.datetime(2023, 8, 8, 9, 1, tzinfo=tz8))
+    smtp.fail_with = None
+    stats = deliver(cfg, db, now=dtm.datetime(2023, 8, 8, 23, 30, tzinfo=tz8))
+    assert stats.sent == 0 and smtp.messages == []
+    stats = deliver(cfg, db, now=dtm.datetime(2023, 8, 9, 8, 30, tzinfo=tz8))
+    assert stats.sent > 0

@@ -361,3 +361,76 @@ def test_hostile_attachment_rejected_with_reason_and_archived(cfg, db, make_repo
         assert row["reason_code"] in ("conversion_failed", "no_converter", "conversion_timeout")
     assert open(row["archive_path"], "rb").read() == raw
     assert store.export_rows(db) == []
+
+
+# --- regressions from the independent review ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "from_header",
+    ["=?utf-8?q?mzj=40xixia.example?= <attacker@evil.example>", "mzj@xixia.example <attacker@evil.example>"],
+)
+def test_display_name_cannot_pose_as_roster_address(cfg, db, make_report, from_header):
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))]).replace(
+        b"From: =?utf-8?b?5byg5LiJ?= <mzj@xixia.example>", b"From: " + from_header.encode()
+    )
+    assert b"attacker@evil.example" in raw
+    res = ingest(cfg, db, raw)
+    row = db["messages"].get(res.message_row)
+    # never the roster address; an ambiguous header yields no address at all
+    assert row["from_addr"] in ("attacker@evil.example", "")
+    assert not res.verified  # the report names 民政局, so it is accepted only as unverified
+    [ack] = outbox(db)
+    assert "mzj@xixia.example" in json.loads(ack["cc_addrs"]) + json.loads(ack["to_addrs"])
+    assert "mzj@xixia.example" not in json.loads(ack["to_addrs"]) or row["from_addr"] == ""
+
+
+def test_line_separator_in_message_id_cannot_reach_headers(cfg, db):
+    raw = mb.simple(sender="x@qq.example", subject="民政局台账", message_id="<ab@x.example>")
+    raw = raw.replace(b"<ab@x.example>", "<a\u2028b@x.example>".encode("utf-8"))
+    res = ingest(cfg, db, raw)
+    [row] = outbox(db)
+    assert res.status == "rejected" and row["in_reply_to"] is None
+    assert "\u2028" not in (row["references"] or "")
+    from mailbot.outbox import build_email
+
+    assert "\u2028" not in str(build_email(cfg, row))  # the reply can be built: nothing blocks the queue
+
+
+def test_raw_8bit_rfc2231_name_does_not_lose_the_other_attachments(cfg, db, make_report):
+    good = mb.simple(attachments=[("report.docx", docx_bytes(make_report))])
+    odd = ("--PART\r\nContent-Type: image/png\r\nContent-Disposition: inline; filename*=utf-8''公章.png\r\n"
+           "Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=\r\n").encode("utf-8")
+    boundary = good.split(b'boundary="', 1)[1].split(b'"', 1)[0]
+    raw = good.replace(b"--" + boundary + b"--", odd.replace(b"PART", boundary) + b"--" + boundary + b"--")
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted" and res.tasks == list(range(1, 31))
+
+
+def test_forward_attached_as_eml_file_is_opened(cfg, db, make_report):
+    inner = mb.simple(attachments=[("民政局.docx", docx_bytes(make_report))])
+    raw = mb.simple(subject="转发", attachments=[("原邮件.eml", inner)])
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted" and res.tasks == list(range(1, 31))
+
+
+def test_no_from_unverified_report_is_acknowledged_to_the_unit(cfg, db, make_report):
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))]).replace(
+        b"From: =?utf-8?b?5byg5LiJ?= <mzj@xixia.example>", b"From: undisclosed-recipients:;"
+    )
+    res = ingest(cfg, db, raw)
+    assert res.status == "accepted" and not res.verified
+    [ack] = outbox(db)
+    assert json.loads(ack["to_addrs"]) == ["mzj@xixia.example"]
+
+
+def test_missing_is_reported_for_every_status_with_a_unit(cfg, db):
+    raw = b"Authentication-Results: mx; dmarc=fail\r\n" + mb.simple(subject="x")
+    res = ingest(cfg, db, raw)
+    assert res.status == "quarantined" and res.missing == cfg.roster.tasks_of("民政局", cfg.ledger)
+
+
+def test_absurd_date_header_does_not_crash(cfg, db):
+    raw = mb.simple(subject="无附件").replace(b"Date: ", b"X-Old-Date: ", 1)
+    raw = b"Date: Fri, 31 Dec 9999 23:59:59 -2359\r\n" + raw
+    assert ingest(cfg, db, raw).status == "rejected"
