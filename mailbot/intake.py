@@ -263,25 +263,28 @@ def prepare(
 
 
 def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
-    """Record a prepared message: its status, report, progress and reply in one transaction."""
-    original = store.find_duplicate(db, p.digest, p.message_id)
-    if original is not None:
-        result = IngestResult(
-            "duplicate",
-            unit=original["unit"],
-            round=original["round"],
-            reason=f"与第 {original['id']} 号邮件重复（相同的内容或 Message-ID），不再处理",
-            reason_code="duplicate",
-        )
-        with db.atomic():
+    """Record a prepared message: its status, report, progress and reply in one transaction.
+
+    The duplicate check runs inside the same write transaction, so two processes
+    recording the same mail at once cannot both accept it.
+    """
+    with store.write_transaction(db):
+        original = store.find_duplicate(db, p.digest, p.message_id)
+        if original is not None:
+            result = IngestResult(
+                "duplicate",
+                unit=original["unit"],
+                round=original["round"],
+                reason=f"与第 {original['id']} 号邮件重复（相同的内容或 Message-ID），不再处理",
+                reason_code="duplicate",
+            )
             result.message_row = _record(db, p.base, result, duplicate_of=original["id"])
-        if original["unit"] and original["round"]:
-            result.missing = _missing(cfg, db, original["round"], original["unit"])
-        return result
-    if p.analysis is None:
-        raise ValueError("commit() needs an analysed message unless it is a duplicate")
-    result, _candidates, extracted, chosen = p.analysis
-    with db.atomic():
+            if original["unit"] and original["round"] and cfg.roster.get(original["unit"]):
+                result.missing = _missing(cfg, db, original["round"], original["unit"])
+            return result
+        if p.analysis is None:
+            raise ValueError("commit() needs an analysed message unless it is a duplicate")
+        result, _candidates, extracted, chosen = p.analysis
         result.message_row = _record(db, p.base, result, files=extracted.files if extracted else [])
         if result.status == "accepted" and chosen is not None:
             _store_report(cfg, db, result, chosen, p.received, p.message_id)

@@ -6,6 +6,7 @@ Progress is keyed by (round, unit, task). ``progress`` holds the current text,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -155,6 +156,25 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
 
 
 # --- queries ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database):
+    """BEGIN IMMEDIATE: take the write lock before reading, so check-then-insert cannot race
+    (the service and a coordinator's `poll --once` or `ingest` recording the same mail)."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
 
 
 def find_duplicate(db: sqlite_utils.Database, sha256: str, message_id: str | None) -> dict | None:

@@ -434,3 +434,29 @@ def test_absurd_date_header_does_not_crash(cfg, db):
     raw = mb.simple(subject="无附件").replace(b"Date: ", b"X-Old-Date: ", 1)
     raw = b"Date: Fri, 31 Dec 9999 23:59:59 -2359\r\n" + raw
     assert ingest(cfg, db, raw).status == "rejected"
+
+
+def test_two_processes_recording_the_same_mail_accept_it_once(cfg, make_report):
+    import threading
+
+    from mailbot.intake import commit, prepare
+
+    raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))], message_id="<race@x.example>")
+    prepared = [prepare(cfg, raw), prepare(cfg, raw)]
+    store.open_db(cfg.db_path).close()
+    barrier = threading.Barrier(2)
+    results = [None, None]
+
+    def run(i):
+        db = store.open_db(cfg.db_path)  # each "process" its own connection
+        barrier.wait()
+        results[i] = commit(cfg, db, prepared[i]).status
+        db.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["accepted", "duplicate"]
+    assert store.open_db(cfg.db_path).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
