@@ -47,7 +47,9 @@ class IngestResult:
     message_row: int | None = None
     verified: bool = False
     late: bool = False
+    no_reply: str | None = None  # why the sender is not answered although the mail is recorded
     replaced: bool = False  # the unit had already reported in this round
+    first_on_time: bool = False  # the unit's first report of this round came in time
     kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
     warnings: list[str] = field(default_factory=list)
 
@@ -152,14 +154,11 @@ def automatic_reason(msg, from_addr: str, subject: str, body: str) -> str | None
     auto = (msg.get("Auto-Submitted") or "").strip().lower()
     if auto and auto != "no":
         return f"自动发送的邮件（Auto-Submitted: {auto}）"
-    for header in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"):
+    for header in ("X-Autoreply", "X-Autorespond"):
         if msg.get(header) is not None:
             return f"自动回复邮件（{header}）"
-    precedence = (msg.get("Precedence") or "").strip().lower()
-    if precedence in ("auto_reply", "bulk", "junk", "list"):
-        return f"自动或群发邮件（Precedence: {precedence}）"
-    if msg.get("List-Id") or msg.get("List-Unsubscribe"):
-        return "邮件列表或群发邮件"
+    if (msg.get("Precedence") or "").strip().lower() == "auto_reply":
+        return "自动回复邮件（Precedence: auto_reply）"
     return_path = msg.get("Return-Path")
     if return_path is not None and str(return_path).strip() in ("<>", ""):
         return "退信或系统通知（Return-Path 为空）"
@@ -174,6 +173,18 @@ def automatic_reason(msg, from_addr: str, subject: str, body: str) -> str | None
         return "退信（主题）"
     if body.lstrip().startswith("这是来自QQ邮箱的假期自动回复邮件"):
         return "QQ 邮箱假期自动回复"
+    return None
+
+
+def no_reply_reason(msg) -> str | None:
+    """Signals that say "do not answer" but not "this is not a report": the mail is recorded, unanswered."""
+    precedence = (msg.get("Precedence") or "").strip().lower()
+    if precedence in ("bulk", "junk", "list"):
+        return f"Precedence: {precedence}"
+    if msg.get("List-Id") or msg.get("List-Unsubscribe"):
+        return "邮件列表头"
+    if msg.get("X-Auto-Response-Suppress") is not None:
+        return "X-Auto-Response-Suppress"
     return None
 
 
@@ -371,7 +382,7 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
     chosen = max(reports, key=lambda c: len(c.report.filled)) if reports else None
 
     unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
-    result = IngestResult("accepted", unit=unit.name if unit else None, round=rnd.name, verified=verified)
+    result = IngestResult("accepted", unit=unit.name if unit else None, round=rnd.name, verified=verified, no_reply=no_reply_reason(msg))
     if unit is None:
         result.status, result.reason_code = "quarantined", "unknown_sender"
         result.reason = f"发件人 {from_addr or '（无）'} 不在单位名册中，邮件和附件也没有写明名册中的单位，已隔离待人工核查（不回复）"
@@ -391,8 +402,9 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
     report = chosen.report
     result.warnings = list(report.warnings)
     if how != "document" and report.unit and report.unit != unit.name:
+        basis = "发件邮箱登记的单位" if how == "address" else "邮件主题或附件名中的单位"
         result.warnings.append(
-            f"表中「填报单位」写的是「{report.unit_as_written}」，与发件邮箱登记的单位「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
+            f"表中「填报单位」写的是「{report.unit_as_written}」，与{basis}「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
         )
     elif report.unit is None:
         result.warnings.append("表中「填报单位」未填写，已按发件邮箱登记的单位记录；今后请填写填报单位、联系人和联系电话")
@@ -403,7 +415,8 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
         if cand.error is not None and cand is not chosen:
             result.warnings.append(f"附件「{cand.file.name}」未能读取：{cand.error}")
     if not verified:
-        result.warnings.append(f"发件地址 {from_addr} 不是「{unit.name}」登记的邮箱，已按表中填报单位登记，回执同时抄送登记邮箱")
+        basis = "表中填报单位" if how == "document" else "邮件主题或附件名"
+        result.warnings.append(f"发件地址 {from_addr or '（无）'} 不是「{unit.name}」登记的邮箱，已按{basis}登记，回执同时抄送登记邮箱")
     result.late = rnd.is_late(received)
     return result, candidates, extracted, chosen
 
@@ -497,6 +510,10 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     result.tasks = [e.task for e in filled]
     result.missing = _missing(cfg, db, result.round, result.unit)
     result.replaced = bool(before)
+    first = db.execute(
+        "SELECT MIN(received_at) FROM reports WHERE round = ? AND unit = ? AND id != ?", [result.round, result.unit, report_id]
+    ).fetchone()[0]
+    result.first_on_time = bool(first) and not cfg.round_named(result.round).is_late(dt.datetime.fromisoformat(first))
     result.kept = sorted(t for t, text in before.items() if text and t not in result.tasks)
 
 
@@ -522,6 +539,9 @@ def _deadline_text(rnd: Round) -> str:
 def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subject, received, extracted, chosen) -> None:
     if result.status not in ("accepted", "rejected") or result.unit is None:
         return
+    if result.no_reply:
+        log.info("message %s recorded without a reply (%s)", result.message_row, result.no_reply)
+        return
     if not from_addr and (result.status == "rejected" or not cfg.roster.get(result.unit).emails):
         return  # nobody to answer
     unit = cfg.roster.get(result.unit)
@@ -541,7 +561,8 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
     if result.status == "accepted":
         ctx = dict(
             common,
-            late=result.late,
+            late=result.late and not result.first_on_time,
+            correction_after_deadline=result.late and result.first_on_time,
             replaced=result.replaced,
             kept=result.kept,
             recorded=[
@@ -551,7 +572,7 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
             total=len(cfg.roster.tasks_of(unit, cfg.ledger)),
             warnings=result.warnings,
         )
-        state = "逾期" if result.late else "按时"
+        state = "更正" if result.late and result.first_on_time else ("逾期" if result.late else "按时")
         title = f"【回执】{unit.name} {common['round']}台账已登记（{state}，{len(result.tasks)}项）"
         if result.missing:
             title += f"，尚缺{len(result.missing)}项"

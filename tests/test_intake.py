@@ -111,7 +111,6 @@ def test_duplicate_same_bytes_and_same_message_id(cfg, db, make_report):
     [
         ({"Auto-Submitted": "auto-replied"}, "Re: 回执", "mzj@xixia.example"),
         ({"X-Autoreply": "yes"}, "回执", "mzj@xixia.example"),
-        ({"Precedence": "bulk"}, "通知", "mzj@xixia.example"),
         ({}, "自动回复：回执", "mzj@xixia.example"),
         ({}, "Automatic reply: 回执", "mzj@xixia.example"),
         ({}, "Undelivered Mail Returned to Sender", "MAILER-DAEMON@xixia.example"),
@@ -460,3 +459,22 @@ def test_two_processes_recording_the_same_mail_accept_it_once(cfg, make_report):
         t.join()
     assert sorted(results) == ["accepted", "duplicate"]
     assert store.open_db(cfg.db_path).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+
+
+
+@pytest.mark.parametrize("headers", [{"Precedence": "bulk"}, {"List-Unsubscribe": "<mailto:x@x.example>"}, {"X-Auto-Response-Suppress": "All"}])
+def test_do_not_answer_headers_record_the_report_without_reply(cfg, db, make_report, headers):
+    # QUIRKS 19 says "do not answer", not "do not record": a report sent through a
+    # mass-mail tool or from Outlook with X-Auto-Response-Suppress still counts.
+    res = ingest(cfg, db, mb.simple(headers=headers, attachments=[("a.docx", docx_bytes(make_report))]))
+    assert res.status == "accepted" and res.tasks == list(range(1, 31))
+    assert outbox(db) == []
+
+
+def test_correction_after_deadline_is_not_called_late(cfg, db, make_report):
+    ingest(cfg, db, mb.simple(attachments=[("a.docx", docx_bytes(make_report, {1: "初稿"}))], date=mb.when("2023-08-10")))
+    res = ingest(cfg, db, mb.simple(subject="更正", attachments=[("b.docx", docx_bytes(make_report, {1: "终稿"}))], date=mb.when("2023-08-20")))
+    assert res.late and res.first_on_time
+    ack = outbox(db)[1]
+    assert "更正" in ack["subject"] and "逾期" not in ack["subject"]
+    assert "仍记为按时报送" in ack["body_text"] and "已记为逾期报送" not in ack["body_text"]
