@@ -66,6 +66,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "skip_weekends": False,
         "overdue_cc_coordinator": False,
         "digest_days_before_deadline": 7,  # a daily digest is due in this window even when nothing arrived
+        "overdue_for_days": 45,  # overdue notices stop this long after the deadline (or when the next round opens)
         "interval_seconds": 300,  # how often the daemon asks what is due
     },
     "round": {"remind_days_before": [7, 3, 1], "overdue_every_days": 3},

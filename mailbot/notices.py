@@ -90,6 +90,9 @@ def overdue_step(cfg: Config, rnd: Round, now: dt.datetime) -> str | None:
     nxt = _next_round(cfg, rnd)
     if nxt is not None and now >= nxt.opens:
         return None
+    # The last round has no next one: chase for a bounded time, not forever.
+    if now >= rnd.deadline_end + dt.timedelta(days=settings(cfg)["overdue_for_days"]):
+        return None
     first = _at(rnd.deadline + dt.timedelta(days=1), settings(cfg)["hour"], cfg.tz)
     if now < first:
         return None

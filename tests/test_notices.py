@@ -190,3 +190,9 @@ def test_notices_json_contract(cfg_path, make_report):
     assert set(data[0]) == {"kind", "round", "unit", "to"}
     # listing does not send or queue anything
     assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'reminder'").fetchone()[0] == 0
+
+
+def test_overdue_notices_for_the_last_round_stop(season_cfg):
+    db = store.open_db(season_cfg.db_path)
+    assert [n for n in due_notices(season_cfg, db, at("2024-01-10T09:30")) if n.kind == "overdue"]
+    assert [n for n in due_notices(season_cfg, db, at("2024-06-01T09:30")) if n.kind == "overdue"] == []
