@@ -62,6 +62,30 @@ def reindex(cfg: Config, target: Path) -> dict:
             counts[result.status] = counts.get(result.status, 0) + 1
         with db.atomic():
             db.execute("UPDATE outbox SET status = 'skipped', last_error = 'reindex: historical reply, not sent again' WHERE status = 'pending'")
+            _carry_notices(cfg, db)
     finally:
         db.close()
     return counts
+
+
+def _carry_notices(cfg: Config, db) -> None:
+    """Reminders, overdue notices, digests and alerts already sent come from the old database:
+    they are not in the archive, and without them the rebuilt database would send them again."""
+    if not cfg.db_path.exists():
+        return
+    old = sqlite3.connect(cfg.db_path)
+    old.row_factory = sqlite3.Row
+    try:
+        rows = [dict(r) for r in old.execute("SELECT * FROM outbox WHERE kind NOT IN ('ack', 'reject')")]
+        salt = old.execute("SELECT value FROM kv WHERE key = 'msgid_salt'").fetchone()
+    finally:
+        old.close()
+    for row in rows:
+        row.pop("id", None)
+        row["message"] = None
+        db.execute(
+            f"INSERT OR IGNORE INTO outbox ({', '.join(chr(34) + k + chr(34) for k in row)}) VALUES ({', '.join('?' for _ in row)})",
+            list(row.values()),
+        )
+    if salt:
+        db.execute("INSERT OR REPLACE INTO kv (key, value, updated_at) VALUES ('msgid_salt', ?, '')", [salt[0]])

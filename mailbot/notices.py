@@ -223,9 +223,20 @@ def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
     """The unit's own pre-filled blank form (its name, only its tasks), rendered once per round."""
     from .forms import write_form
 
+    import hashlib
+    import json as _json
+
+    from .templating import templates_dir
+
+    # Keyed by what the form is made of, so a new ledger, roster entry or template makes a new file.
+    unit = cfg.roster.get(unit_name)
+    stamp = hashlib.sha256(
+        _json.dumps([cfg.ledger.to_dict(), unit.name, cfg.roster.tasks_of(unit, cfg.ledger)], ensure_ascii=False).encode()
+        + (templates_dir() / "forms" / "ledger_form.docx").read_bytes()
+    ).hexdigest()[:12]
     folder = cfg.state_dir / "forms" / rnd.name
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{unit_name}.docx"
+    path = folder / f"{unit_name}-{stamp}.docx"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         write_form(tmp, cfg, unit_name)

@@ -28,11 +28,25 @@ from .store import iso, now_utc
 from .templating import render
 
 
-def make_msgid(cfg: Config, dedupe_key: str) -> str:
-    """A Message-ID that is the same every time for the same row (so a retry is recognisably the same mail)."""
+def make_msgid(cfg: Config, dedupe_key: str, salt: str = "") -> str:
+    """A Message-ID that is the same every time for the same row (so a retry is recognisably the same mail).
+
+    The per-database salt keeps next year's "reminder:年中:民政局:d-7" from reusing this year's ID.
+    """
     domain = (cfg.smtp.from_addr or cfg.imap.user or "mailbot.invalid").rpartition("@")[2] or "mailbot.invalid"
-    digest = hashlib.sha256(dedupe_key.encode("utf-8")).hexdigest()[:32]
+    digest = hashlib.sha256(f"{salt}:{dedupe_key}".encode("utf-8")).hexdigest()[:32]
     return f"<mailbot.{digest}@{domain}>"
+
+
+def _msgid_salt(db) -> str:
+    salt = store.kv_get(db, "msgid_salt")
+    if salt is None:
+        import secrets
+
+        salt = secrets.token_hex(8)
+        db.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES ('msgid_salt', ?, ?)", [salt, iso(now_utc())])
+        salt = store.kv_get(db, "msgid_salt")
+    return salt
 
 
 def queue_mail(
@@ -70,7 +84,7 @@ def queue_mail(
         "subject": subject.replace("\r", " ").replace("\n", " "),
         "body_text": render(f"mail/{template}.txt.j2", **ctx),
         "body_html": render(f"mail/{template}.html.j2", **ctx),
-        "msgid": make_msgid(cfg, dedupe_key),
+        "msgid": make_msgid(cfg, dedupe_key, _msgid_salt(db)),
         "in_reply_to": in_reply_to,
         "references": refs[-900:] or None,
         "attachments": json.dumps(attachments or [], ensure_ascii=False),
