@@ -152,6 +152,10 @@ class Config:
                 chosen = rnd
         return chosen
 
+    def round_label(self, rnd: Round) -> str:
+        """How a round is named to people: 2023年年中."""
+        return f"{self.ledger.year}年{rnd.name}" if self.ledger.year else rnd.name
+
     def round_named(self, name: str) -> Round:
         for rnd in self.rounds:
             if rnd.name == name:

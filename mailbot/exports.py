@@ -27,10 +27,6 @@ def _progress(db, round_name: str) -> dict[tuple[str, int], dict]:
     }
 
 
-def _round_label(cfg: Config, rnd: Round) -> str:
-    return f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name
-
-
 def consolidated_docx(cfg: Config, db, rnd: Round, now: dt.datetime) -> bytes:
     """The seed's table; the last column lists every responsible unit's text (or 未报送) with its date."""
     progress = _progress(db, rnd.name)
@@ -68,7 +64,7 @@ def consolidated_docx(cfg: Config, db, rnd: Round, now: dt.datetime) -> bytes:
     )
     tpl = DocxTemplate(str(templates_dir() / "forms" / "consolidated_ledger.docx"))
     tpl.render(
-        {"title": cfg.ledger.title, "round_label": _round_label(cfg, rnd), "summary": summary, "sections": sections},
+        {"title": cfg.ledger.title, "round_label": cfg.round_label(rnd), "summary": summary, "sections": sections},
         autoescape=True,
     )
     buf = io.BytesIO()
@@ -90,7 +86,7 @@ def consolidated_xlsx(cfg: Config, db, now: dt.datetime, rounds: list[Round] | N
     missing_fill = PatternFill("solid", fgColor="FDE9E7")
     tasks = cfg.ledger.tasks
     for rnd in rounds:
-        ws = wb.create_sheet(_sheet_name(_round_label(cfg, rnd)))
+        ws = wb.create_sheet(_sheet_name(cfg.round_label(rnd)))
         progress = _progress(db, rnd.name)
         ws.append(["单位", "类别"] + [f"任务{t.number}" for t in tasks])
         for cell in ws[1]:

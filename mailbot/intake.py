@@ -550,7 +550,7 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
     cc = [] if result.verified else list(unit.emails)
     common = {
         "unit": unit.name,
-        "round": f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name,
+        "round": cfg.round_label(rnd),
         "received": _local(cfg, received),
         "deadline": _deadline_text(rnd),
         "ledger_title": cfg.ledger.title or "任务落实台账",

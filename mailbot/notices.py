@@ -180,7 +180,7 @@ def queue_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
         if notice.kind in ("reminder", "overdue"):
             unit = cfg.roster.get(notice.unit)
             path = blank_form_path(cfg, rnd, unit.name)
-            attachments = [{"path": str(path), "name": f"{unit.name}-{cfg.ledger.year or ''}年{rnd.name}任务落实台账（填报版）.docx"}]
+            attachments = [{"path": str(path), "name": f"{unit.name}-{cfg.round_label(rnd)}任务落实台账（填报版）.docx"}]
             context = _unit_context(cfg, db, rnd, unit.name, now)
             template = notice.kind
             subject = (
@@ -249,7 +249,7 @@ def _unit_context(cfg: Config, db, rnd: Round, unit_name: str, now: dt.datetime)
     late_days = (now.astimezone(cfg.tz).date() - rnd.deadline).days
     return {
         "unit": unit_name,
-        "round_label": f"{cfg.ledger.year}年{rnd.name}" if cfg.ledger.year else rnd.name,
+        "round_label": cfg.round_label(rnd),
         "deadline": f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日",
         "days_left": (rnd.deadline - now.astimezone(cfg.tz).date()).days,
         "late_days": late_days,
