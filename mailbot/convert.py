@@ -51,12 +51,16 @@ class ZipLimits:
 DEFAULT_ZIP_LIMITS = ZipLimits()
 
 
-def read_member(zf: zipfile.ZipFile, name: str, limit: int) -> bytes | None:
+def read_member(zf: zipfile.ZipFile, name: str | zipfile.ZipInfo, limit: int) -> bytes | None:
     """One member's bytes, never more than ``limit`` (declared sizes can lie); None when absent."""
-    try:
-        info = zf.getinfo(name)
-    except KeyError:
-        return None
+    if isinstance(name, zipfile.ZipInfo):
+        info = name
+    else:
+        try:
+            info = zf.getinfo(name)
+        except KeyError:
+            return None
+    name = info.filename
     if info.file_size > limit:
         raise ReportError(f"文件中的「{name}」过大（{info.file_size} 字节），已拒收", "too_large")
     try:

@@ -271,8 +271,6 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
     def _open_archive(name: str, data: bytes, where: str, depth: int) -> None:
         try:
             zf = open_zip(data, f"压缩包「{name}」", limits.zip_limits)
-            # Chinese Windows tools store GBK names without the UTF-8 flag (QUIRKS 12).
-            zf_gb = open_zip(data, f"压缩包「{name}」", limits.zip_limits, metadata_encoding="gb18030")
         except ReportError as err:
             if name.lower().endswith((".docx", ".docm", ".doc", ".wps")):
                 # A damaged Word file, not an archive: let the parser say it is corrupt.
@@ -280,15 +278,18 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
             else:
                 result.problems.append(str(err))
             return
-        by_utf8 = {info.filename: info for info in zf.infolist()}
-        for info_gb, info in zip(zf_gb.infolist(), by_utf8.values()):
+        for info in zf.infolist():
             if info.is_dir():
                 continue
-            member_name = info.filename if info.flag_bits & 0x800 else info_gb.filename
+            member_name = info.filename
+            if not info.flag_bits & 0x800:
+                # Chinese Windows tools store GBK names without the UTF-8 flag (QUIRKS 12);
+                # zipfile read them as cp437, which gives back the original bytes.
+                member_name = decode_bytes(info.filename.encode("cp437", "replace"))[0]
             if member_name.startswith("__MACOSX/") or safe_filename(member_name).startswith("._"):
                 continue
             try:
-                member = read_member(zf, info.filename, limits.zip_limits.max_member_bytes)
+                member = read_member(zf, info, limits.zip_limits.max_member_bytes)
             except ReportError as err:
                 result.problems.append(f"压缩包「{name}」中的「{safe_filename(member_name)}」无法解压：{err}")
                 continue
