@@ -152,7 +152,7 @@ def run_cycle(cfg: Config, stop: threading.Event | None = None, now: dt.datetime
     db = store.open_db(cfg.db_path)
     try:
         report = poll_mailbox(cfg, db, stop, now)
-        report.delivery = deliver(cfg, db, now=now, stop=stop, sent_copy=_sent_copier(cfg))
+        report.delivery = _deliver(cfg, db, now=now, stop=stop)
         return report
     finally:
         db.close()
@@ -161,23 +161,45 @@ def run_cycle(cfg: Config, stop: threading.Event | None = None, now: dt.datetime
 def deliver_job(cfg: Config, stop: threading.Event | None = None) -> DeliveryStats:
     db = store.open_db(cfg.db_path)
     try:
-        return deliver(cfg, db, stop=stop, sent_copy=_sent_copier(cfg))
+        return _deliver(cfg, db, stop=stop)
     finally:
         db.close()
 
 
-def _sent_copier(cfg: Config):
+class _SentCopier:
+    """Appends what we send to the mailbox's Sent folder, over one IMAP session per delivery run."""
+
+    def __init__(self, cfg: Config, folder: str):
+        self.cfg, self.folder = cfg, folder
+        self.mailbox: Mailbox | None = None
+        self.target: str | None = None
+
+    def __call__(self, message) -> None:
+        if self.mailbox is None:
+            self.mailbox = Mailbox(self.cfg.imap).connect()
+            found = self.mailbox.resolve_folders((self.folder,))
+            self.target = found[0] if found else None
+        if self.target:
+            self.mailbox.append(self.target, bytes(message))
+
+    def close(self) -> None:
+        if self.mailbox is not None:
+            self.mailbox.close()
+            self.mailbox = None
+
+
+def _sent_copier(cfg: Config) -> _SentCopier | None:
     folder = cfg.smtp.options.get("save_to_sent") or ""
-    if not folder:
-        return None
+    return _SentCopier(cfg, folder) if folder else None
 
-    def copy(message) -> None:
-        with Mailbox(cfg.imap) as mailbox:
-            target = mailbox.resolve_folders((folder,))
-            if target:
-                mailbox.append(target[0], bytes(message))
 
-    return copy
+def _deliver(cfg: Config, db, *, now=None, stop=None) -> DeliveryStats:
+    copier = _sent_copier(cfg)
+    try:
+        return deliver(cfg, db, now=now, stop=stop, sent_copy=copier)
+    finally:
+        if copier is not None:
+            copier.close()
 
 
 def run(cfg: Config) -> None:
