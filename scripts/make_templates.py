@@ -56,6 +56,16 @@ def cell_text(cell, text: str, *, bold=False, center=False, size=10.5) -> None:
         p.alignment = WD_ALIGN_PARAGRAPH.CENTER
 
 
+def set_widths(table, columns: list[tuple[str, float]]) -> None:
+    """Fixed column widths in the grid (LibreOffice and WPS read w:tblGrid) and on every cell (Word)."""
+    table.autofit = False
+    for grid_col, (_n, width) in zip(table._tbl.tblGrid.findall(qn("w:gridCol")), columns):
+        grid_col.set(qn("w:w"), str(int(Cm(width).twips)))
+    for row in table.rows:
+        for cell, (_n, width) in zip(row.cells, columns):
+            cell.width = Cm(width)
+
+
 def span_row(table, text: str) -> None:
     row = table.add_row()
     merged = row.cells[0].merge(row.cells[-1])
@@ -103,12 +113,7 @@ def build(out: Path, *, consolidated: bool) -> None:
     span_row(table, "{%tr endfor %}")
     span_row(table, "{%tr endfor %}")
     span_row(table, "{%tr endfor %}")
-    table.autofit = False
-    for grid_col, (_n, width) in zip(table._tbl.tblGrid.findall(qn("w:gridCol")), COLUMNS):
-        grid_col.set(qn("w:w"), str(int(Cm(width).twips)))
-    for row in table.rows:
-        for cell, (_n, width) in zip(row.cells, COLUMNS):
-            cell.width = Cm(width)
+    set_widths(table, COLUMNS)
     out.parent.mkdir(parents=True, exist_ok=True)
     doc.save(out)
     print(f"wrote {out}")
@@ -144,12 +149,7 @@ def official_table(doc, headers: list[tuple[str, float]], loop: str, cells: list
     for cell, value in zip(row.cells, cells):
         cell_text(cell, value, center=True, size=12)
     span_row(table, "{%tr endfor %}")
-    table.autofit = False
-    for grid_col, (_n, width) in zip(table._tbl.tblGrid.findall(qn("w:gridCol")), headers):
-        grid_col.set(qn("w:w"), str(int(Cm(width).twips)))
-    for r in table.rows:
-        for cell, (_n, width) in zip(r.cells, headers):
-            cell.width = Cm(width)
+    set_widths(table, headers)
 
 
 def build_quarterly(out: Path) -> None:
