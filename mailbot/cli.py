@@ -331,7 +331,6 @@ def cmd_remind(args) -> int:
 
 def cmd_digest(args) -> int:
     from .digest import digest_context
-    from .notices import Notice, queue_notices
     from .outbox import deliver
     from .templating import render
 

@@ -226,8 +226,10 @@ def run(cfg: Config) -> None:
     now = dt.datetime.now(cfg.tz)
     scheduler.add_job(poll_job, "interval", seconds=cfg.bot["poll_interval_seconds"], id="poll", next_run_time=now)
     scheduler.add_job(outbox_job, "interval", seconds=cfg.bot["outbox_interval_seconds"], id="outbox", next_run_time=now + dt.timedelta(seconds=2))
-    for extra in _extra_jobs(cfg, stop):
-        scheduler.add_job(**extra)
+    scheduler.add_job(
+        notices_job, "interval", args=(cfg, stop), seconds=cfg.notices["interval_seconds"], id="notices",
+        next_run_time=now + dt.timedelta(seconds=5),
+    )
 
     def on_signal(signum, _frame) -> None:
         if stop.is_set():
@@ -259,16 +261,3 @@ def notices_job(cfg: Config, stop: threading.Event | None = None, now: dt.dateti
         return len(queued)
     finally:
         db.close()
-
-
-def _extra_jobs(cfg: Config, stop: threading.Event) -> list[dict]:
-    return [
-        {
-            "func": notices_job,
-            "args": (cfg, stop),
-            "trigger": "interval",
-            "seconds": cfg.notices["interval_seconds"],
-            "id": "notices",
-            "next_run_time": dt.datetime.now(cfg.tz) + dt.timedelta(seconds=5),
-        }
-    ]

@@ -154,9 +154,9 @@ def automatic_reason(msg, from_addr: str, subject: str, body: str) -> str | None
     auto = (msg.get("Auto-Submitted") or "").strip().lower()
     if auto and auto != "no":
         return f"自动发送的邮件（Auto-Submitted: {auto}）"
-    for header in ("X-Autoreply", "X-Autorespond"):
-        if msg.get(header) is not None:
-            return f"自动回复邮件（{header}）"
+    for name in ("X-Autoreply", "X-Autorespond"):
+        if msg.get(name) is not None:
+            return f"自动回复邮件（{name}）"
     if (msg.get("Precedence") or "").strip().lower() == "auto_reply":
         return "自动回复邮件（Precedence: auto_reply）"
     return_path = msg.get("Return-Path")
@@ -306,6 +306,11 @@ def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
     return result
 
 
+def already_recorded(db: sqlite_utils.Database, raw: bytes) -> bool:
+    """The same bytes are on record: skip parsing them again (commit still records the duplicate)."""
+    return store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
+
+
 def ingest(
     cfg: Config,
     db: sqlite_utils.Database,
@@ -318,8 +323,10 @@ def ingest(
     uid: int | None = None,
 ) -> IngestResult:
     """Process one raw message exactly once into a recorded status (see module docstring)."""
-    known = store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
-    prepared = prepare(cfg, raw, received_at=received_at, source=source, folder=folder, uidvalidity=uidvalidity, uid=uid, analyse=not known)
+    prepared = prepare(
+        cfg, raw, received_at=received_at, source=source, folder=folder, uidvalidity=uidvalidity, uid=uid,
+        analyse=not already_recorded(db, raw),
+    )
     return commit(cfg, db, prepared)
 
 

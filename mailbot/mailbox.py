@@ -7,7 +7,6 @@ UNSELECT; STATUS without UIDNEXT) and any standard server (QUIRKS 1–8).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import imaplib
 import logging
 import re
@@ -103,7 +102,7 @@ class Mailbox:
             raise MailboxError(f"无法连接 IMAP 服务器 {s.host}:{s.port}（{s.security}）：{_short(err)}") from err
         try:
             box.login(s.user, s.password(), initial_folder=None)
-        except MailboxLoginError as err:
+        except MailboxLoginError:
             _safe_logout(box)
             raise LoginRefused(f"IMAP 登录 {s.host} 被拒绝（用户 {s.user}）：{login_hint(s.host)}") from None
         except (OSError, imaplib.IMAP4.error) as err:
@@ -383,10 +382,9 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
                 else:
                     raw, internaldate = got
                     stats.fetched += 1
-                    known = store.find_duplicate(db, hashlib.sha256(raw).hexdigest(), None) is not None
                     future = pool.submit(
                         intake.prepare, cfg, raw, received_at=internaldate, source="imap", folder=folder,
-                        uidvalidity=uidvalidity, uid=uid, analyse=not known,
+                        uidvalidity=uidvalidity, uid=uid, analyse=not intake.already_recorded(db, raw),
                     )
                     pending.append((uid, future))
                 settle(PIPELINE_WINDOW)

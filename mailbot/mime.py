@@ -14,7 +14,6 @@ import email.utils
 import hashlib
 import re
 import unicodedata
-import zipfile
 from dataclasses import dataclass, field
 from email.policy import compat32
 

@@ -36,10 +36,6 @@ class Notice:
         return {"kind": self.kind, "round": self.round, "unit": self.unit, "to": self.to}
 
 
-def settings(cfg: Config) -> dict:
-    return cfg.notices
-
-
 def _hm(text: str) -> dt.time:
     h, _, m = text.partition(":")
     return dt.time(int(h), int(m or 0))
@@ -51,7 +47,7 @@ def _at(day: dt.date, hour: str, tz) -> dt.datetime:
 
 def quiet(cfg: Config, now: dt.datetime) -> bool:
     """Inside quiet hours, or a weekend when weekends are skipped."""
-    s = settings(cfg)
+    s = cfg.notices
     local = now.astimezone(cfg.tz)
     if s["skip_weekends"] and local.weekday() >= 5:
         return True
@@ -80,7 +76,7 @@ def reminder_step(cfg: Config, rnd: Round, now: dt.datetime) -> str | None:
     """The latest reminder step whose time has come, while the deadline is still ahead."""
     if now >= rnd.deadline_end:
         return None
-    hour = settings(cfg)["hour"]
+    hour = cfg.notices["hour"]
     due = [d for d in rnd.remind_days_before if _at(rnd.deadline - dt.timedelta(days=d), hour, cfg.tz) <= now]
     return f"d-{min(due)}" if due else None
 
@@ -91,9 +87,9 @@ def overdue_step(cfg: Config, rnd: Round, now: dt.datetime) -> str | None:
     if nxt is not None and now >= nxt.opens:
         return None
     # The last round has no next one: chase for a bounded time, not forever.
-    if now >= rnd.deadline_end + dt.timedelta(days=settings(cfg)["overdue_for_days"]):
+    if now >= rnd.deadline_end + dt.timedelta(days=cfg.notices["overdue_for_days"]):
         return None
-    first = _at(rnd.deadline + dt.timedelta(days=1), settings(cfg)["hour"], cfg.tz)
+    first = _at(rnd.deadline + dt.timedelta(days=1), cfg.notices["hour"], cfg.tz)
     if now < first:
         return None
     k = (now - first).days // rnd.overdue_every_days
@@ -104,7 +100,7 @@ def due_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
     """Every notice due at ``now`` and not yet queued, in a stable order."""
     if quiet(cfg, now):
         return []
-    s = settings(cfg)
+    s = cfg.notices
     notices: list[Notice] = []
     for rnd in cfg.rounds:
         reported = None
@@ -130,7 +126,7 @@ def due_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
 def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
     if not cfg.coordinator_emails:
         return None
-    s = settings(cfg)
+    s = cfg.notices
     local = now.astimezone(cfg.tz)
     slot = _at(local.date(), s["digest_hour"], cfg.tz)
     if local < slot:
@@ -155,7 +151,7 @@ def last_digest_slot(cfg: Config, db) -> dt.datetime | None:
     if not row or not row[0]:
         return None
     day = dt.date.fromisoformat(row[0].rsplit(":", 1)[1])
-    return _at(day, settings(cfg)["digest_hour"], cfg.tz)
+    return _at(day, cfg.notices["digest_hour"], cfg.tz)
 
 
 def _activity_before(cfg: Config, db, slot: dt.datetime) -> bool:

@@ -13,8 +13,7 @@ import logging
 import mimetypes
 import smtplib
 import socket
-import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -117,7 +116,6 @@ class DeliveryStats:
     retried: int = 0
     failed: int = 0
     suppressed: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 def build_email(cfg: Config, row: dict) -> EmailMessage:
@@ -155,9 +153,9 @@ def build_email(cfg: Config, row: dict) -> EmailMessage:
 def _connect_smtp(cfg: Config) -> smtplib.SMTP:
     s = cfg.smtp
     timeout = s.options.get("timeout_seconds", 60)
-    ctx = ssl.create_default_context()
-    if s.host in ("127.0.0.1", "localhost", "::1"):
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    from .mailbox import tls_context
+
+    ctx = tls_context(s)
     try:
         if s.security == "ssl":
             conn = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ctx)
@@ -272,7 +270,6 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                 else:
                     _finish(db, row["id"], attempts=attempts, last_error=text, next_attempt_at=iso(now + _backoff(attempts)))
                     stats.retried += 1
-                stats.errors.append(text)
                 log.warning("outbox %s (%s to %s): %s", row["id"], row["kind"], ",".join(recipients), text)
                 if conn is not None and not isinstance(err, (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)):
                     _close(conn)

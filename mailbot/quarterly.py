@@ -50,10 +50,7 @@ def quarterly_context(cfg: Config, db, quarter: str, now: dt.datetime) -> dict:
         names = "、".join(f"{r.name}（{_date(r.deadline)}）" for r in cfg.rounds)
         raise MailbotError(f"{year}年第{q}季度内没有报送截止日：已配置的节点为 {names}")
     as_of = min(now.astimezone(cfg.tz).date(), end)
-    firsts = {
-        (r["round"], r["unit"]): r["first"]
-        for r in db.query("SELECT round, unit, MIN(received_at) AS first FROM reports GROUP BY round, unit")
-    }
+    firsts = {key: first for key, (first, _latest, _n) in store.unit_report_times(db).items()}
     late, missing, scores = [], [], []
     totals: dict[str, list[tuple[str, float]]] = {}
     for rnd in rounds:
