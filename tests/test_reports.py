@@ -1185,3 +1185,38 @@ def test_cli_missing_file(cli_dir):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"hyperlink": {19: ("链", "http://example.com")}, "fields": {19: ("F1", "F2")}, "smart_tag": {19: "王五"}},
+        {"line_breaks": {19: ["l1", "l2"]}, "numbered_progress": {19: ["a", "b"]}, "image_in": [19]},
+        {"merge_progress": (3, 4), "split_tables": True, "header_cell_breaks": True},
+    ],
+)
+def test_fast_text_selection_matches_the_full_one(variant, make_report, ledger, roster):
+    """Documents without deletions, moves, Fallbacks, content controls or hidden runs take the
+    plain XPath; it must select exactly what the full visibility XPath selects."""
+    from mailbot.reports import _VISIBLE, _VISIBLE_PLAIN, visible_text_selector
+
+    data = make_report({19: "开放日\n已举办2次", 3: "甲"}, **variant).read_bytes()
+    root = etree.fromstring(zipfile.ZipFile(io.BytesIO(data)).read("word/document.xml"))
+    assert visible_text_selector(root) is _VISIBLE_PLAIN
+    assert _VISIBLE_PLAIN(root) == _VISIBLE(root)
+    # Tab stops in paragraph properties are not text; a tab in a run is.
+    p = etree.fromstring(
+        f'<w:p xmlns:w="{W_NS}"><w:pPr><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr>'
+        "<w:r><w:t>a</w:t><w:tab/><w:t>b</w:t></w:r></w:p>"
+    )
+    assert [n.tag.rpartition("}")[2] for n in _VISIBLE_PLAIN(p)] == [n.tag.rpartition("}")[2] for n in _VISIBLE(p)] == ["t", "tab", "t"]
+
+
+def test_hiding_constructs_take_the_full_text_selection(make_report, ledger, roster):
+    from mailbot.reports import _VISIBLE, visible_text_selector
+
+    data = make_report({19: "x"}, tracked={19: ("删", "增")}).read_bytes()
+    root = etree.fromstring(zipfile.ZipFile(io.BytesIO(data)).read("word/document.xml"))
+    assert visible_text_selector(root) is _VISIBLE
+    assert "删" not in _one_task(parse(data, ledger, roster), 19)
