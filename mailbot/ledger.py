@@ -192,6 +192,7 @@ class Roster:
             for name in (unit.name, *unit.aliases):
                 self._keys.setdefault(normalize_unit_name(name), unit)
         self._responsible: dict[str, tuple[Unit, ...]] = {}
+        self._tasks_by_unit: tuple | None = None  # (ledger, {unit name: task numbers})
         self._by_email: dict[str, list[Unit]] = {}
         for unit in units:
             for addr in unit.emails:
@@ -254,4 +255,11 @@ class Roster:
     def tasks_of(self, unit: Unit | str, ledger: Ledger) -> list[int]:
         """The task numbers a unit is responsible for."""
         name = unit if isinstance(unit, str) else unit.name
-        return [t.number for t in ledger.tasks if any(u.name == name for u in self.responsible_units(t))]
+        if self._tasks_by_unit is None or self._tasks_by_unit[0] is not ledger:
+            # Built once per ledger: at province scale (thousands of units) a scan per call is quadratic.
+            by_unit: dict[str, list[int]] = {}
+            for t in ledger.tasks:
+                for u in self.responsible_units(t):
+                    by_unit.setdefault(u.name, []).append(t.number)
+            self._tasks_by_unit = (ledger, by_unit)
+        return list(self._tasks_by_unit[1].get(name, ()))
