@@ -63,8 +63,18 @@ def reported_units(db, round_name: str) -> set[str]:
     return {r["unit"] for r in db.query("SELECT DISTINCT unit FROM reports WHERE round = ?", [round_name])}
 
 
-def _sent_keys(db, prefix: str) -> set[str]:
-    return {r["dedupe_key"] for r in db.query("SELECT dedupe_key FROM outbox WHERE dedupe_key LIKE ?", [prefix + "%"])}
+def _queued(db, keys: list[str]) -> set[str]:
+    """Which of these dedupe keys are already in the outbox.
+
+    One lookup per key in the outbox's unique dedupe_key index: the cost follows the
+    notices asked about, not the notices already sent (a LIKE prefix scan read them all).
+    """
+    if not keys:
+        return set()
+    return {
+        r[0]
+        for r in db.execute("SELECT dedupe_key FROM outbox WHERE dedupe_key IN (SELECT value FROM json_each(?))", [json.dumps(keys)])
+    }
 
 
 def _next_round(cfg: Config, rnd: Round) -> Round | None:
@@ -109,14 +119,14 @@ def due_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
                 continue
             if reported is None:
                 reported = reported_units(db, rnd.name)
-            sent = _sent_keys(db, f"{kind}:{rnd.name}:")
+            candidates = []
             for unit in cfg.roster:
                 if unit.name in reported or not unit.emails or not cfg.roster.tasks_of(unit, cfg.ledger):
                     continue
                 cc = list(cfg.coordinator_emails) if kind == "overdue" and s["overdue_cc_coordinator"] else []
-                notice = Notice(kind, rnd.name, unit.name, list(unit.emails), step, cc)
-                if notice.dedupe_key not in sent:
-                    notices.append(notice)
+                candidates.append(Notice(kind, rnd.name, unit.name, list(unit.emails), step, cc))
+            sent = _queued(db, [n.dedupe_key for n in candidates])
+            notices.extend(n for n in candidates if n.dedupe_key not in sent)
     digest = _digest_due(cfg, db, now)
     if digest is not None:
         notices.append(digest)
@@ -132,7 +142,7 @@ def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
     if local < slot:
         return None
     notice = Notice("digest", None, None, list(cfg.coordinator_emails), local.date().isoformat())
-    if _sent_keys(db, notice.dedupe_key):
+    if _queued(db, [notice.dedupe_key]):
         return None
     day_after_deadline = any(local.date() == r.deadline + dt.timedelta(days=1) for r in cfg.rounds)
     near = any(
@@ -145,8 +155,11 @@ def _digest_due(cfg: Config, db, now: dt.datetime) -> Notice | None:
 
 def last_digest_slot(cfg: Config, db) -> dt.datetime | None:
     """When the latest scheduled digest was due (its day at digest_hour); None before the first."""
+    # Digest keys all start with "digest:" (Notice.dedupe_key, queue_digest): a backward walk of
+    # that range of the dedupe_key index, not of every reminder and overdue notice ever sent.
     row = db.execute(
-        "SELECT MAX(dedupe_key) FROM outbox WHERE kind = 'digest' AND dedupe_key NOT LIKE 'digest:-:-:manual-%'"
+        "SELECT dedupe_key FROM outbox WHERE dedupe_key >= 'digest:' AND dedupe_key < 'digest;' "
+        "AND kind = 'digest' AND dedupe_key NOT LIKE 'digest:-:-:manual-%' ORDER BY dedupe_key DESC LIMIT 1"
     ).fetchone()
     if not row or not row[0]:
         return None
@@ -189,7 +202,7 @@ def queue_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
             attachments = digest_attachments(cfg, db, now)
             template, subject = "digest", f"【台账报送日报】{now.astimezone(cfg.tz):%Y-%m-%d}：{context['headline']}"
             context["coordinator"] = True
-        with db.atomic():
+        with store.write_transaction(db):
             row = queue_mail(
                 db, cfg, dedupe_key=notice.dedupe_key, kind=notice.kind, to=notice.to, cc=notice.cc, subject=subject,
                 template=template, context=context, unit=notice.unit, round_name=notice.round, attachments=attachments,
@@ -207,7 +220,7 @@ def queue_digest(cfg: Config, db, now: dt.datetime, force: bool = False) -> bool
     step = f"{local.date().isoformat()}" if not force else f"manual-{local:%Y%m%dT%H%M%S}"
     context = digest_context(cfg, db, now)
     context["coordinator"] = True
-    with db.atomic():
+    with store.write_transaction(db):
         return queue_mail(
             db, cfg, dedupe_key=f"digest:-:-:{step}", kind="digest", to=list(cfg.coordinator_emails),
             subject=f"【台账报送日报】{local:%Y-%m-%d}：{context['headline']}", template="digest", context=context,

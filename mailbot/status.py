@@ -11,8 +11,8 @@ from .config import Config, Round
 def status_table(cfg: Config, db, rounds: list[Round], now: dt.datetime) -> dict:
     times = store.unit_report_times(db)
     progress: dict[tuple[str, str], set[int]] = {}
-    for row in db.query("SELECT round, unit, task FROM progress WHERE progress != ''"):
-        progress.setdefault((row["round"], row["unit"]), set()).add(row["task"])
+    for round_name, unit_name, task in db.execute("SELECT round, unit, task FROM progress WHERE progress != ''"):
+        progress.setdefault((round_name, unit_name), set()).add(task)
     units = []
     counts = {r.name: {"on_time": 0, "late": 0, "missing": 0, "pending": 0, "total": 0} for r in rounds}
     for unit in cfg.roster:
@@ -56,7 +56,8 @@ def task_completeness(cfg: Config, db, rnd: Round) -> list[dict]:
     out = []
     for task in cfg.ledger.tasks:
         responsible = [u.name for u in cfg.roster.responsible_units(task)]
-        filled = [u for u in responsible if u in done.get(task.number, set())]
+        have = done.get(task.number, set())
+        filled = [u for u in responsible if u in have]
         out.append({"task": task.number, "responsible": len(responsible), "filled": len(filled),
-                    "missing_units": [u for u in responsible if u not in filled]})
+                    "missing_units": [u for u in responsible if u not in have]})
     return out
