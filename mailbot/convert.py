@@ -3,24 +3,32 @@
 Everything here treats its input as hostile: file types come from magic bytes,
 never from the name; zip archives are checked (member count, declared sizes,
 compression ratio) before anything is decompressed; LibreOffice runs with its own
-profile, in its own process group, under a timeout.
+profile, in its own process group, under a timeout: started per file (cold), or,
+in the daemon when ``configure_warm`` turned it on, kept warm between files
+(mailbot.warm_convert) with a cold retry whenever the warm path fails.
 """
 
 from __future__ import annotations
 
+import atexit
 import io
+import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConversionError, ReportError
+from .warm_convert import WarmBusy, WarmConverter, WarmError, WarmUnavailable
+
+log = logging.getLogger(__name__)
 
 SAVE_AS_DOCX = "请在 Word 或 WPS 中打开后「另存为」Word 文档（.docx）再发送"
 
@@ -223,8 +231,11 @@ def soffice_path() -> str | None:
 def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
     """Convert a legacy document to .docx bytes with LibreOffice headless.
 
-    Each conversion gets its own user profile (concurrent runs sharing one fail
-    silently) and its own process group, killed whole on timeout. The input type
+    Cold (the default): each conversion starts its own soffice with its own user
+    profile (concurrent runs sharing one fail silently) in its own process group,
+    killed whole on timeout. Warm (``configure_warm``, the daemon): a long-lived
+    soffice (mailbot.warm_convert) converts it; on any trouble there (timeout,
+    crash, refusal, no UNO) the file is converted once more cold. The input type
     is left for LibreOffice to detect (no forced filter), which is what .wps needs.
     """
     exe = soffice_path()
@@ -234,6 +245,29 @@ def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
             f"附件是 {label} 旧格式文档，本服务器未安装 LibreOffice，无法转换：" + SAVE_AS_DOCX, "no_converter"
         )
     suffix = {"doc": ".doc", "wps": ".wps", "odt": ".odt", "rtf": ".rtf"}.get(kind, ".bin")
+    warm = _warm_converter(exe)
+    if warm is not None:
+        try:
+            return _convert_warm(warm, data, suffix, timeout)
+        except WarmUnavailable as err:
+            log.warning("warm LibreOffice unavailable (%s): converting cold from now on", err)
+        except WarmBusy:
+            log.info("warm LibreOffice busy with another file: converting this %s file cold", label)
+        except WarmError as err:
+            log.warning("warm LibreOffice failed on a %s file (%s): converting it cold", label, err)
+    return _convert_cold(exe, data, label, suffix, timeout)
+
+
+def _convert_warm(warm: WarmConverter, data: bytes, suffix: str, timeout: float) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="mailbot-lo-") as tmp:
+        src = Path(tmp) / f"report{suffix}"
+        src.write_bytes(data)
+        out = Path(tmp) / "report.docx"
+        warm.convert_file(str(src), str(out), timeout)
+        return out.read_bytes()
+
+
+def _convert_cold(exe: str, data: bytes, label: str, suffix: str, timeout: float) -> bytes:
     with tempfile.TemporaryDirectory(prefix="mailbot-lo-") as tmp:
         tmpdir = Path(tmp)
         src = tmpdir / f"report{suffix}"
@@ -285,3 +319,76 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+# --- the warm converter (daemon only) ---------------------------------------------------------
+
+WARM_DEFAULTS = {"warm_conversion": False, "warm_conversion_max_files": 50, "warm_conversion_idle_seconds": 300}
+
+_warm_lock = threading.Lock()
+_warm_settings: dict = {"enabled": False, "max_files": 50, "idle_seconds": 300.0}
+_warm: WarmConverter | None = None
+_warm_hooks_installed = False
+
+
+def configure_warm(cfg=None, *, enabled: bool | None = None, max_files: int | None = None, idle_seconds: float | None = None) -> None:
+    """Turn the warm LibreOffice on or off for this process (the daemon and its parse workers).
+
+    Reads ``[bot] warm_conversion`` / ``warm_conversion_max_files`` /
+    ``warm_conversion_idle_seconds`` from ``cfg`` when given (defensively: missing or
+    malformed keys take the defaults); keyword arguments win. Changing the settings
+    stops a running worker.
+    """
+    bot = getattr(cfg, "bot", None) if cfg is not None else None
+    bot = bot if isinstance(bot, dict) else {}
+    want = bool(bot.get("warm_conversion", WARM_DEFAULTS["warm_conversion"])) if enabled is None else bool(enabled)
+    files = bot.get("warm_conversion_max_files", WARM_DEFAULTS["warm_conversion_max_files"]) if max_files is None else max_files
+    idle = bot.get("warm_conversion_idle_seconds", WARM_DEFAULTS["warm_conversion_idle_seconds"]) if idle_seconds is None else idle_seconds
+    if isinstance(files, bool) or not isinstance(files, int) or files < 1:
+        files = WARM_DEFAULTS["warm_conversion_max_files"]
+    if isinstance(idle, bool) or not isinstance(idle, (int, float)) or idle < 0:
+        idle = WARM_DEFAULTS["warm_conversion_idle_seconds"]
+    settings = {"enabled": want, "max_files": int(files), "idle_seconds": float(idle)}
+    with _warm_lock:
+        if settings != _warm_settings:
+            _warm_settings.update(settings)
+            _stop_warm_locked()
+
+
+def shutdown_warm() -> None:
+    """Stop the warm LibreOffice, if one runs (at exit, and from tests)."""
+    with _warm_lock:
+        _stop_warm_locked()
+
+
+def warm_converter() -> WarmConverter | None:
+    """The current warm converter (for tests and the benchmark), if one was made."""
+    return _warm
+
+
+def _stop_warm_locked() -> None:
+    global _warm
+    if _warm is not None:
+        try:
+            _warm.close()
+        finally:
+            _warm = None
+
+
+def _warm_converter(exe: str) -> WarmConverter | None:
+    global _warm, _warm_hooks_installed
+    if not _warm_settings["enabled"]:
+        return None
+    with _warm_lock:
+        if _warm is not None and _warm.soffice != exe:
+            _stop_warm_locked()
+        if _warm is None:
+            _warm = WarmConverter(exe, max_conversions=_warm_settings["max_files"], idle_seconds=_warm_settings["idle_seconds"])
+            if not _warm_hooks_installed:
+                # atexit in the daemon; multiprocessing's exit hook in spawned parse workers (which skip atexit)
+                from multiprocessing import util as mp_util
+
+                atexit.register(shutdown_warm)
+                mp_util.Finalize(None, shutdown_warm, exitpriority=10)
+                _warm_hooks_installed = True
+        return None if _warm.disabled else _warm
