@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "poll_interval_seconds": 120,
         "loop_header": "X-Mailbot-Loop",
         "ledger": "",  # empty: the shipped 2023 ledger
-        "max_message_bytes": 60 * 1024 * 1024,
+        "max_message_bytes": 30 * 1024 * 1024,  # larger mail is archived (streamed) and refused unread; 163/QQ send big files as links anyway
+        "max_decompressed_bytes": 128 * 1024 * 1024,  # everything one message may unpack (zips, documents) in all
+        "max_conversions_per_message": 3,  # legacy files converted with LibreOffice per message
         "max_attachments": 100,
         "max_document_bytes": 40 * 1024 * 1024,
         "conversion_timeout_seconds": 120,
@@ -34,6 +37,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "trust_authentication_results": True,
         "reply_max_age_days": 14,  # older mail (a first backfill) is recorded but not answered
         "outbox_interval_seconds": 30,
+        "warm_conversion": True,  # the daemon keeps one LibreOffice running between legacy-file conversions; false: one per file
+        "warm_conversion_max_files": 50,  # a fresh LibreOffice (and profile) after this many files
+        "warm_conversion_idle_seconds": 300,  # stopped after this long without work
+        "parse_processes": "auto",  # worker processes for a backlog of mail: "auto" (one per core, at most 4) or a number; 0: threads only
         "scoring": {"late_points": 1.0, "missing_points": 2.0},  # deductions in the quarterly notice
     },
     "imap": {
@@ -259,6 +266,8 @@ def _units(raw: dict) -> list[Unit]:
         _expect(isinstance(item, dict), f"{where} 应是一个表")
         name = item.get("name")
         _expect(isinstance(name, str) and name.strip(), f"{where} 缺少 name（单位全称，例如 民政局）")
+        _expect(not _has_control_chars(name + "".join(map(str, item.get("aliases") or []))),
+                f"[[units]] 第{i}项（{name!r}）的名称或别名含有控制字符：请删去换行、制表符等不可见字符")
         where = f"[[units]] 第{i}项（{name}）"
         _expect(name not in seen_names, f"{where} 与前面的单位重名：每个单位只写一次")
         seen_names.add(name)
@@ -315,6 +324,11 @@ def _rounds(raw: dict, tz: ZoneInfo) -> list[Round]:
     return rounds
 
 
+def _has_control_chars(text: str) -> bool:
+    """Line breaks, tabs, NUL, bidi overrides …: never part of a unit's name, often of a paste accident."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf") for ch in text)
+
+
 def build_config(raw: dict, path: Path) -> Config:
     bot = _section(raw, "bot")
     try:
@@ -325,8 +339,16 @@ def build_config(raw: dict, path: Path) -> Config:
     state_dir = Path(bot["state_dir"]).expanduser()
     if not state_dir.is_absolute():
         state_dir = (path.parent / state_dir).resolve()
-    for key in ("poll_interval_seconds", "max_message_bytes", "max_attachments", "max_document_bytes", "conversion_timeout_seconds"):
+    for key in ("poll_interval_seconds", "max_message_bytes", "max_attachments", "max_document_bytes", "conversion_timeout_seconds",
+                "max_decompressed_bytes", "max_conversions_per_message"):
         _expect(isinstance(bot[key], int) and bot[key] > 0, f"[bot] {key} 应是正整数")
+    _expect(
+        bot["parse_processes"] == "auto" or isinstance(bot["parse_processes"], int) and not isinstance(bot["parse_processes"], bool) and 0 <= bot["parse_processes"] <= 64,
+        "[bot] parse_processes 应是 \"auto\" 或 0–64 的整数（0 表示不用子进程解析）",
+    )
+    _expect(isinstance(bot["warm_conversion"], bool), "[bot] warm_conversion 应是 true 或 false")
+    for key in ("warm_conversion_max_files", "warm_conversion_idle_seconds"):
+        _expect(isinstance(bot[key], int) and not isinstance(bot[key], bool) and bot[key] > 0, f"[bot] {key} 应是正整数")
     coordinator = _section(raw, "coordinator")
     emails = coordinator["emails"]
     _expect(

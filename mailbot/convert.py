@@ -36,7 +36,7 @@ SAVE_AS_DOCX = "请在 Word 或 WPS 中打开后「另存为」Word 文档（.do
 @dataclass(frozen=True)
 class ZipLimits:
     max_members: int = 2000
-    max_member_bytes: int = 64 * 1024 * 1024
+    max_member_bytes: int = 32 * 1024 * 1024  # a ledger form's largest part (an embedded image) is far below
     max_total_bytes: int = 200 * 1024 * 1024
     max_ratio: int = 200  # uncompressed / compressed, for members over 1 MiB
 

@@ -62,7 +62,7 @@ class CycleReport:
 def _alert(cfg: Config, db, key: str, subject: str, text: str) -> None:
     if not cfg.coordinator_emails:
         return
-    with db.atomic():
+    with store.write_transaction(db):
         queue_mail(
             db, cfg, dedupe_key=key, kind="alert", to=list(cfg.coordinator_emails), subject=subject,
             template="alert", context={"text": text, "coordinator": True},
@@ -93,7 +93,8 @@ def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.d
         report.poll_error = f"数据库错误（邮件未丢失，下次收信时重试）：{err}"
         _local_trouble(cfg, db, now, report.poll_error)
     except Exception as err:  # noqa: BLE001 - network errors surface as many types
-        if isinstance(err, OSError) and err.errno in STATE_ERRNOS:
+        if isinstance(err, OSError) and (err.errno in STATE_ERRNOS or err.filename is not None):
+            # A file operation failed (sockets carry no file name): our disk, not the mailbox.
             log.error("cannot write to the state directory %s (nothing lost; retried next poll): %s", cfg.state_dir, err)
             report.poll_error = f"无法写入状态目录 {cfg.state_dir}（{err.strerror}）：请清理磁盘或检查权限；邮件未丢失，恢复后自动补收"
             _local_trouble(cfg, db, now, report.poll_error)
@@ -206,6 +207,10 @@ def run(cfg: Config) -> None:
     """Run until SIGTERM/SIGINT; stop cleanly after the message being processed."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
+    from .intake import sweep_archive_temp
+
+    if swept := sweep_archive_temp(cfg.state_dir):
+        log.info("removed %d temporary files left in the archive by an earlier crash", swept)
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=cfg.tz, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 300})
 
@@ -245,7 +250,13 @@ def run(cfg: Config) -> None:
         "mailbot running: mailbox %s@%s %s, every %d s; state in %s",
         cfg.imap.user, cfg.imap.host, ",".join(cfg.imap.folders), cfg.bot["poll_interval_seconds"], cfg.state_dir,
     )
-    scheduler.start()
+    from .convert import configure_warm, shutdown_warm
+
+    configure_warm(cfg)  # the daemon keeps LibreOffice warm; one-shot commands and parse workers convert cold
+    try:
+        scheduler.start()
+    finally:
+        shutdown_warm()
     log.info("mailbot stopped")
 
 

@@ -20,6 +20,9 @@ class ReportError(MailbotError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):  # keep ``code`` when the error crosses to another process
+        return (type(self), (str(self), self.code))
+
 
 class ConversionError(ReportError):
     """LibreOffice could not turn a legacy document into .docx."""

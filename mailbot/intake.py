@@ -18,8 +18,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from . import store
 from .config import Config, Round
@@ -27,8 +26,10 @@ from .convert import REFUSALS, ZipLimits
 from .errors import ReportError
 from .ledger import Unit
 from .mime import Extracted, FoundFile, Limits, clean_msgids, decode_header, extract_files, header, load_message, parse_address, raw_header
-from .outbox import queue_mail
 from .reports import ParsedReport, parse_document
+
+if TYPE_CHECKING:  # prepare() runs in parse workers, which need neither SQLite nor the mail templates
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class IngestResult:
     replaced: bool = False  # the unit had already reported in this round
     first_on_time: bool = False  # the unit's first report of this round came in time
     kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
+    superseded: list[int] = field(default_factory=list)  # filled, but a report received later is on record
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -81,7 +83,12 @@ def _write_durably(target: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(target.parent, os.O_RDONLY)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -97,6 +104,34 @@ def archive(state_dir: Path, raw: bytes) -> tuple[str, Path]:
     return digest, target
 
 
+def archive_temp(state_dir: Path):
+    """An open temporary file in the archive, for a message streamed to disk (see archive_from_file)."""
+    folder = state_dir / "archive"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
+    return os.fdopen(fd, "w+b"), Path(tmp)
+
+
+def archive_from_file(state_dir: Path, tmp: Path) -> tuple[str, Path, int]:
+    """Move a streamed message into the archive under its SHA-256 (hashed in blocks, fsync'd):
+    (digest, path, size). Memory stays bounded whatever the size."""
+    h, size = hashlib.sha256(), 0
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+        os.fsync(fh.fileno())
+    digest = h.hexdigest()
+    target = state_dir / "archive" / digest[:2] / f"{digest}.eml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and target.stat().st_size == size:
+        tmp.unlink()
+    else:
+        os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    return digest, target, size
+
+
 def archive_meta(archive_path: Path, meta: dict) -> None:
     """Beside the raw message, how it first arrived (received time, folder, UID): what `reindex` needs.
 
@@ -104,9 +139,32 @@ def archive_meta(archive_path: Path, meta: dict) -> None:
     """
     side = archive_path.with_suffix(".json")
     if not side.exists():
-        tmp = side.with_name(f".tmp-{side.name}")
-        tmp.write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, side)
+        # A temporary name of its own: the same bytes may be prepared twice at once (a copy
+        # right behind its original in the pipeline); the first sidecar to land stays.
+        fd, tmp = tempfile.mkstemp(dir=side.parent, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(json.dumps(meta, ensure_ascii=False))
+            os.replace(tmp, side)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def sweep_archive_temp(state_dir: Path, older_than: float = 3600) -> int:
+    """Remove temporary files a killed process left in the archive (never a finished message)."""
+    import time
+
+    removed = 0
+    cutoff = time.time() - older_than
+    for tmp in (state_dir / "archive").glob("*/.tmp-*"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            pass
+    return removed
 
 
 def read_archive_meta(archive_path: Path) -> dict:
@@ -216,7 +274,7 @@ class Prepared:
 
     digest: str
     archive_path: Path
-    msg: object
+    references: str  # the message's References header, cleaned, for the reply's threading
     message_id: str | None
     subject: str
     from_addr: str
@@ -235,14 +293,27 @@ def prepare(
     uidvalidity: int | None = None,
     uid: int | None = None,
     analyse: bool = True,
+    archived: tuple[str, Path, int] | None = None,
 ) -> Prepared:
-    """Archive first, then decode and classify (parsing the documents). Safe to run in a worker thread."""
-    digest, archive_path = archive(cfg.state_dir, raw)
-    msg = load_message(raw)
-    message_id = clean_msgids(header(msg, "Message-ID")).split(" ")[0] or None
-    subject = header(msg, "Subject")
-    from_name, from_addr = parse_address(raw_header(msg, "From"))
-    received = received_at or received_time(msg, store.now_utc())
+    """Archive first, then decode and classify (parsing the documents). Safe to run in a worker
+    thread or process: it touches no database and its result pickles.
+
+    ``archived`` (digest, path, size): the message was too large to load and is already in
+    the archive (`archive_from_file`); ``raw`` is then only its header.
+    """
+    digest, archive_path = archived[:2] if archived else archive(cfg.state_dir, raw)
+    size = archived[2] if archived else len(raw)
+    try:
+        msg = load_message(raw, cfg.bot["max_message_bytes"])
+        message_id = clean_msgids(header(msg, "Message-ID")).split(" ")[0] or None
+        subject = header(msg, "Subject")
+        from_name, from_addr = parse_address(raw_header(msg, "From"))
+        received = received_at or received_time(msg, store.now_utc())
+        broken = None
+    except Exception as err:  # noqa: BLE001 - archived already; it must still end with a status
+        log.exception("cannot read the headers of archived message %s", digest)
+        msg, message_id, subject, from_name, from_addr = load_message(b"\r\n"), None, "", "", ""
+        received, broken = received_at or store.now_utc(), f"邮件头无法解析（{type(err).__name__}）"
     archive_meta(archive_path, {"received_at": store.iso(received), "source": source, "folder": folder, "uidvalidity": uidvalidity, "uid": uid})
     base = {
         "sha256": digest,
@@ -256,21 +327,36 @@ def prepare(
         "from_name": from_name,
         "subject": subject[:500],
         "archive_path": str(archive_path),
+        "size": size,
     }
-    prepared = Prepared(digest, archive_path, msg, message_id, subject, from_addr, received, base)
-    if analyse:
+    prepared = Prepared(digest, archive_path, clean_msgids(header(msg, "References")), message_id, subject, from_addr, received, base)
+    if broken:
+        prepared.analysis = _internal_error(cfg, received, broken)
+    elif analyse:
         try:
-            prepared.analysis = _classify(cfg, msg, raw, from_addr, subject, received)
+            prepared.analysis = _classify(cfg, msg, raw, from_addr, subject, received, size=size)
         except Exception as err:  # noqa: BLE001 - one broken message must never stall the queue
             log.exception("internal error while classifying message %s", message_id)
-            result = IngestResult(
-                "quarantined",
-                round=cfg.round_for(received).name,
-                reason=f"处理时发生内部错误（{type(err).__name__}），已隔离待人工处理；原始邮件已归档",
-                reason_code="internal_error",
-            )
-            prepared.analysis = (result, [], None, None)
+            prepared.analysis = _internal_error(cfg, received, f"处理时发生内部错误（{type(err).__name__}）")
     return prepared
+
+
+def prepare_failed(cfg: Config, raw: bytes, what: str, **kwargs) -> Prepared:
+    """A message whose analysis could not finish (its parse worker died on it): archived and quarantined."""
+    kwargs.pop("analyse", None)
+    prepared = prepare(cfg, raw, analyse=False, **kwargs)
+    prepared.analysis = _internal_error(cfg, prepared.received, what)
+    return prepared
+
+
+def _internal_error(cfg: Config, received: dt.datetime, what: str) -> tuple:
+    result = IngestResult(
+        "quarantined",
+        round=cfg.round_for(received).name,
+        reason=f"{what}，已隔离待人工处理；原始邮件已归档",
+        reason_code="internal_error",
+    )
+    return (result, [], None, None)
 
 
 def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
@@ -301,7 +387,7 @@ def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
             _store_report(cfg, db, result, chosen, p.received, p.message_id)
         elif result.unit and result.round and cfg.roster.get(result.unit):
             result.missing = _missing(cfg, db, result.round, result.unit)
-        _queue_reply(cfg, db, result, p.msg, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen)
+        _queue_reply(cfg, db, result, p.references, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen)
     log.info("message %s from %s: %s %s %s", result.message_row, p.from_addr or "?", result.status, result.unit or "", result.reason or "")
     return result
 
@@ -330,19 +416,33 @@ def ingest(
     return commit(cfg, db, prepared)
 
 
-def _classify(cfg, msg, raw, from_addr, subject, received):
+def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = None):
+    """``size``: the message's real size when ``raw`` holds only its header (too large to load)."""
+    from .convert import NEEDS_CONVERSION
+    from .mime import DEFAULT_MAX_DECOMPRESSED, parse_cost
+
     rnd = cfg.round_for(received)
     loop_header = cfg.bot["loop_header"]
     if msg.get(loop_header) is not None or (from_addr and from_addr in cfg.own_addresses):
         return IngestResult("ignored", reason="本系统自己发出的邮件，不处理", reason_code="own_mail"), [], None, None
-    extracted = None
+    size = len(raw) if size is None else size
+    too_big = size > cfg.bot["max_message_bytes"]
+    limits = Limits(
+        max_attachments=cfg.bot["max_attachments"],
+        zip_limits=ZipLimits(),
+        max_decompressed=_positive_int(cfg.bot.get("max_decompressed_bytes"), DEFAULT_MAX_DECOMPRESSED),
+        keep_data=frozenset(DOCUMENT_KINDS),
+    )
+    extracted = Extracted()
     body = ""
     try:
-        extracted = extract_files(msg, Limits(max_attachments=cfg.bot["max_attachments"], zip_limits=ZipLimits()))
-        body = extracted.body_text
-    except (ValueError, TypeError, LookupError, IndexError, AttributeError) as err:  # malformed MIME
+        if not too_big:  # over the size limit it is refused anyway: do not unpack it
+            extracted = extract_files(msg, limits)
+            body = extracted.body_text
+    except (ValueError, TypeError, LookupError, IndexError, AttributeError, RecursionError) as err:  # malformed MIME
         log.warning("could not walk MIME structure: %s", err)
-        extracted = Extracted(problems=["邮件格式异常，无法读取其中的附件"])
+        extracted = Extracted()
+        extracted.problem("邮件格式异常，无法读取其中的附件：请只附上台账 Word 文档重新发送", "malformed_mime")
     auto = automatic_reason(msg, from_addr, subject, body)
     if auto:
         return IngestResult("ignored", round=None, reason=f"{auto}，不予回复", reason_code="automatic"), [], extracted, None
@@ -364,12 +464,32 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
                 None,
             )
 
-    too_big = len(raw) > cfg.bot["max_message_bytes"]
     candidates: list[Candidate] = []
     if not too_big:
+        budget = limits.max_decompressed - extracted.decompressed
+        conversions = 0
+        max_conversions = _positive_int(cfg.bot.get("max_conversions_per_message"), MAX_CONVERSIONS)
         for f in extracted.files:
             if f.kind in DOCUMENT_KINDS:
                 cand = Candidate(f)
+                candidates.append(cand)
+                cost = parse_cost(f)
+                if cost > budget:
+                    cand.error = ReportError(
+                        f"邮件中的文档解压后总量超过 {limits.max_decompressed // 1024 // 1024} MB 上限，疑似压缩炸弹，"
+                        f"「{f.name}」未读取：请只附上台账 Word 文档重新发送",
+                        "zip_bomb",
+                    )
+                    continue
+                budget -= cost
+                if f.kind in NEEDS_CONVERSION:
+                    conversions += 1
+                    if conversions > max_conversions:
+                        cand.error = ReportError(
+                            f"邮件中需要转换格式的旧版文档过多（超过 {max_conversions} 个），「{f.name}」未读取：请只附上台账 Word 文档（.docx）重新发送",
+                            "too_many_conversions",
+                        )
+                        continue
                 try:
                     cand.report = parse_document(
                         f.data,
@@ -384,7 +504,6 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
                     log.exception("unexpected error parsing %s", f.name)
                     cand.error = ReportError(f"附件「{f.name}」无法读取（文件可能已损坏）：请重新保存为 .docx 后再发送", "unreadable")
                     cand.error.__cause__ = err
-                candidates.append(cand)
     reports = [c for c in candidates if c.report is not None]
     chosen = max(reports, key=lambda c: len(c.report.filled)) if reports else None
 
@@ -397,7 +516,7 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
 
     reason = None
     if too_big:
-        reason = ("too_large", f"邮件过大（{len(raw) // 1024 // 1024} MB），超过系统上限：请只附上台账 Word 文档重新发送")
+        reason = ("too_large", f"邮件过大（{size // 1024 // 1024} MB，上限 {cfg.bot['max_message_bytes'] // 1024 // 1024} MB）：请只附上台账 Word 文档重新发送；大文件请压缩图片或删去与台账无关的附件")
     elif chosen is None:
         reason = _no_report_reason(extracted, candidates)
     elif not chosen.report.filled:
@@ -421,6 +540,9 @@ def _classify(cfg, msg, raw, from_addr, subject, received):
     for cand in candidates:
         if cand.error is not None and cand is not chosen:
             result.warnings.append(f"附件「{cand.file.name}」未能读取：{cand.error}")
+    for code, problem in zip(extracted.problem_codes, extracted.problems):
+        if code != "malformed_mime":
+            result.warnings.append(problem)
     if not verified:
         basis = "表中填报单位" if how == "document" else "邮件主题或附件名"
         result.warnings.append(f"发件地址 {from_addr or '（无）'} 不是「{unit.name}」登记的邮箱，已按{basis}登记，回执同时抄送登记邮箱")
@@ -446,15 +568,32 @@ def _identify(cfg: Config, sender_units: list[Unit], chosen: Candidate | None, s
     return None, False, ""
 
 
+MAX_CONVERSIONS = 3  # LibreOffice runs per message (each up to conversion_timeout_seconds)
+HOSTILE = ("zip_bomb", "entity")
+# Problems that mean the message was not read in full: they explain a missing report best.
+LIMIT_PROBLEMS = ("zip_bomb", "too_deep", "too_many_attachments", "encrypted")
+
+
+def _positive_int(value, default: int) -> int:
+    """A config value read defensively (the key may not be in config.DEFAULTS yet)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
 def _no_report_reason(extracted: Extracted | None, candidates: list[Candidate]) -> tuple[str, str]:
     errors = [c.error for c in candidates if c.error is not None]
+    problems = list(zip(extracted.problem_codes, extracted.problems)) if extracted else []
+    for err in errors:
+        if err.code in HOSTILE:
+            return err.code, str(err)
+    for code, text in problems:
+        if code in LIMIT_PROBLEMS:
+            return code, text
     if errors:
         first = errors[0]
         return first.code, str(first)
     files = extracted.files if extracted else []
-    problems = extracted.problems if extracted else []
     if problems:
-        return "archive", problems[0]
+        return problems[0]
     kinds = [f.kind for f in files]
     for kind in ("pdf", "image", "encrypted", "word2003xml", "html", "rar", "7z", "xls", "xlsx", "ppt", "pptx", "empty"):
         if kind in kinds:
@@ -490,6 +629,7 @@ def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
 def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, received: dt.datetime, message_id: str | None) -> None:
     report = chosen.report
     before = store.current_progress(db, result.round, result.unit)
+    on_record = dict(db.execute("SELECT task, received_at FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]).fetchall())
     filled = report.filled
     report_id = store.insert(
         db,
@@ -516,7 +656,8 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     )
     result.tasks = [e.task for e in filled]
     result.missing = _missing(cfg, db, result.round, result.unit)
-    result.replaced = bool(before)
+    result.superseded = [e.task for e in filled if (on_record.get(e.task) or "") > store.iso(received)]
+    result.replaced = bool(before) and len(result.superseded) < len(filled)
     first = db.execute(
         "SELECT MIN(received_at) FROM reports WHERE round = ? AND unit = ? AND id != ?", [result.round, result.unit, report_id]
     ).fetchone()[0]
@@ -543,7 +684,9 @@ def _deadline_text(rnd: Round) -> str:
     return f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日"
 
 
-def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subject, received, extracted, chosen) -> None:
+def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, subject, received, extracted, chosen) -> None:
+    from .outbox import queue_mail
+
     if result.status not in ("accepted", "rejected") or result.unit is None:
         return
     if result.no_reply:
@@ -564,7 +707,6 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
         "sender": from_addr,
         "verified": result.verified,
     }
-    refs = clean_msgids(header(msg, "References"))
     if result.status == "accepted":
         ctx = dict(
             common,
@@ -572,6 +714,7 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
             correction_after_deadline=result.late and result.first_on_time,
             replaced=result.replaced,
             kept=result.kept,
+            superseded=result.superseded,
             recorded=[
                 {"number": e.task, "excerpt": _short(e.progress, 40)} for e in chosen.report.filled
             ],
@@ -589,13 +732,18 @@ def _queue_reply(cfg, db, result: IngestResult, msg, message_id, from_addr, subj
         )
     else:
         files = [f.name for f in extracted.files] if extracted else []
+        if len(files) > 20:  # 100 attachments need not be listed back one by one
+            files = files[:20] + [f"等共 {len(files)} 个文件"]
         attachments = []
         if result.reason_code not in ("zip_bomb", "entity", "too_large"):
             # The problem is the form: send the unit its own blank one to fill in.
             from .notices import blank_form_path
 
-            path = blank_form_path(cfg, rnd, unit.name)
-            attachments = [{"path": str(path), "name": f"{unit.name}-任务落实台账（填报版）.docx"}]
+            try:
+                path = blank_form_path(cfg, rnd, unit.name)
+                attachments = [{"path": str(path), "name": f"{unit.name}-任务落实台账（填报版）.docx"}]
+            except OSError as err:  # e.g. a unit name that is not a valid file name: reply without the form
+                log.error("could not prepare the blank form for %r: %s", unit.name, err)
         ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
         queue_mail(
             db, cfg, dedupe_key=f"reject:{result.message_row}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",

@@ -9,19 +9,22 @@ from __future__ import annotations
 import datetime as dt
 import imaplib
 import logging
+import multiprocessing
+import os
 import re
 import socket
 import ssl
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import imap_tools
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted
 from imap_tools.errors import MailboxLoginError
 
-from . import __version__, store
+from . import __version__, parse_worker, store
 from .config import Config, ServerConfig
 from .errors import MailbotError
 
@@ -212,6 +215,28 @@ class Mailbox:
                     out[int(m_uid.group(1))] = (raw, _internaldate(m_date.group(1).decode()) if m_date else None)
         return out
 
+    def fetch_to_file(self, uid: int, fh, chunk: int = 4 * 1024 * 1024) -> tuple[bytes, dt.datetime | None] | None:
+        """A message too large to hold in memory: its header and INTERNALDATE, and its exact
+        bytes streamed into ``fh`` by partial fetches (BODY.PEEK[]<offset.chunk>). None if expunged."""
+        typ, data = self.box.client.uid("FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER])")
+        if typ != "OK":
+            raise MailboxError(f"IMAP FETCH 失败：{data!r}")
+        got = next((item for item in data if isinstance(item, tuple) and len(item) >= 2), None)
+        if got is None:
+            return None
+        m_date = _INTERNALDATE_RE.search(got[0])
+        header, when = got[1], _internaldate(m_date.group(1).decode()) if m_date else None
+        offset = 0
+        while True:
+            typ, data = self.box.client.uid("FETCH", str(uid), f"(BODY.PEEK[]<{offset}.{chunk}>)")
+            if typ != "OK":
+                raise MailboxError(f"IMAP FETCH 失败：{data!r}")
+            part = next((item[1] for item in data if isinstance(item, tuple) and len(item) >= 2), b"")
+            fh.write(part)
+            offset += len(part)
+            if len(part) < chunk:
+                return header, when
+
     def post_action(self, folder: str, uid: int, action: str) -> None:
         """Optional, after commit: "flag" (\\Flagged), "seen", or "move:<folder>" (COPY, never delete)."""
         if not action or action == "none":
@@ -268,7 +293,7 @@ def cursor(db, folder: str) -> tuple[int | None, int]:
 
 
 def advance_cursor(db, folder: str, uidvalidity: int, uid: int) -> None:
-    with db.atomic():
+    with store.write_transaction(db):
         db.execute(
             "INSERT INTO mailbox_state (folder, uidvalidity, last_uid, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (folder) "
             "DO UPDATE SET uidvalidity = excluded.uidvalidity, last_uid = excluded.last_uid, updated_at = excluded.updated_at",
@@ -288,47 +313,130 @@ FETCH_BATCH = 20  # messages per UID FETCH round trip …
 FETCH_BATCH_BYTES = 8 * 1024 * 1024  # … and at most this much mail in memory per batch
 
 
-def _batches(mailbox: Mailbox, uids: list[int]):
-    """UIDs in fetch batches bounded by count and by total size (sizes asked 500 at a time)."""
+def _batches(mailbox: Mailbox, uids: list[int], max_bytes: int):
+    """(UIDs, oversize UIDs) in fetch batches bounded by count and by total size (sizes asked
+    500 at a time). A message over ``max_bytes`` comes alone and is never loaded whole."""
     for start in range(0, len(uids), 500):
         chunk = uids[start:start + 500]
         sizes = mailbox.sizes(chunk)
         batch, total = [], 0
         for uid in chunk:
             size = sizes.get(uid, 0)
+            if size > max_bytes:
+                if batch:
+                    yield batch, set()
+                    batch, total = [], 0
+                yield [uid], {uid}
+                continue
             if batch and (len(batch) >= FETCH_BATCH or total + size > FETCH_BATCH_BYTES):
-                yield batch
+                yield batch, set()
                 batch, total = [], 0
             batch.append(uid)
             total += size
         if batch:
-            yield batch
+            yield batch, set()
+
+
+PROCESS_BACKLOG = 40  # new messages in one folder before archiving and parsing move to worker processes
+
+
+class Preparers:
+    """Where `intake.prepare` (archive + decode + parse, no database) runs while this thread commits.
+
+    A few new messages go to a 2-thread pool. A backlog (a first start, a week of
+    downtime, a province's deadline day) goes to worker processes, one per core, so
+    parsing runs in parallel with fetching and committing instead of taking turns
+    under the GIL. Workers are spawned (not forked from a threaded daemon) and only
+    when needed. A worker that dies (a crash in a C library on some hostile file)
+    breaks the pool: each affected message is retried alone in a fresh process, and
+    one that kills that too is quarantined as an internal error, never lost.
+    """
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        setting = cfg.bot.get("parse_processes", "auto")
+        self.processes = min(os.cpu_count() or 1, 4) if setting == "auto" else int(setting)
+        self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
+        self.pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=parse_worker.init, initargs=(self.cfg, logging.getLogger().getEffectiveLevel()),
+        )
+
+    def submit(self, raw: bytes, kwargs: dict, backlog: int):
+        from . import intake
+
+        if self.processes > 0 and backlog >= PROCESS_BACKLOG:
+            if self.pool is None:
+                log.info("%d new messages: parsing them in %d worker processes", backlog, self.processes)
+                self.pool = self._new_pool(self.processes)
+            try:
+                return self.pool.submit(parse_worker.prepare, raw, kwargs)
+            except BrokenProcessPool:
+                self._drop_pool()
+                return self.submit(raw, kwargs, backlog)
+        return self.threads.submit(intake.prepare, self.cfg, raw, **kwargs)
+
+    def result(self, future, raw: bytes, kwargs: dict):
+        """The prepared message; survives a worker that died on it or on its neighbours."""
+        from . import intake
+
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            self._drop_pool()
+        log.warning("a parse worker died; retrying message UID %s alone in a fresh process", kwargs.get("uid"))
+        single = self._new_pool(1)
+        try:
+            return single.submit(parse_worker.prepare, raw, kwargs).result()
+        except BrokenProcessPool:
+            log.error("message UID %s kills the parse worker: quarantined", kwargs.get("uid"))
+            return intake.prepare_failed(self.cfg, raw, "解析进程异常退出（附件可能已损坏或带有攻击性内容）", **kwargs)
+        finally:
+            single.shutdown(wait=True)
+
+    def _drop_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+    def close(self) -> None:
+        self.threads.shutdown(wait=True, cancel_futures=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
     """Fetch and ingest every new message in every configured folder; the cursor follows each commit.
 
     Fetching stays on this thread (one IMAP connection); archiving and parsing of the
-    next few messages run on a small thread pool while this thread commits, strictly
-    in UID order, so the cursor never passes a message that is not recorded.
+    next few messages run on `Preparers` (threads, or processes for a backlog) while
+    this thread commits, strictly in UID order, so the cursor never passes a message
+    that is not recorded.
     """
     stats = PollStats()
     folders = mailbox.resolve_folders(cfg.imap.folders)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare") as pool:
+    workers = Preparers(cfg)
+    try:
         for folder in folders:
             try:
-                _poll_folder(cfg, db, mailbox, folder, pool, stats, stop)
+                _poll_folder(cfg, db, mailbox, folder, workers, stats, stop)
             except FolderError as err:  # one missing folder must not stop the others (INBOX above all)
                 log.error("%s", err)
                 stats.errors.append(str(err))
             if stop is not None and stop.is_set():
                 break
+    finally:
+        workers.close()
     if stats.errors and len(stats.errors) == len(folders):
         raise MailboxError("；".join(stats.errors))
     return stats
 
 
-def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: PollStats, stop) -> None:
+def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Preparers, stats: PollStats, stop) -> None:
     from . import intake
 
     action = cfg.imap_post_action
@@ -341,7 +449,7 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
             stats.rescans.append(folder)
         last_uid = 0
         advance_cursor(db, folder, uidvalidity, 0)
-    pending: deque = deque()  # (uid, future or None), in UID order
+    pending: deque = deque()  # (uid, future or None, raw, prepare kwargs), in UID order
 
     committing = [False]
     uncursored = [0, None]  # messages committed since the cursor last moved, and the last such UID
@@ -349,9 +457,9 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
     def settle(keep: int) -> None:
         while len(pending) > keep:
             committing[0] = True
-            uid, future = pending.popleft()
+            uid, future, raw, kwargs = pending.popleft()
             if future is not None:
-                result = intake.commit(cfg, db, future.result())
+                result = intake.commit(cfg, db, workers.result(future, raw, kwargs))
                 stats.statuses[result.status] = stats.statuses.get(result.status, 0) + 1
             # The cursor never passes an uncommitted message; it may lag behind committed ones
             # (those are recognised by folder+UIDVALIDITY+UID and skipped), which saves a
@@ -369,24 +477,37 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
             committing[0] = False
 
     try:
-        for batch in _batches(mailbox, mailbox.uids_after(last_uid)):
+        uids = mailbox.uids_after(last_uid)
+        backlog = len(uids)
+        for batch, oversize in _batches(mailbox, uids, cfg.bot["max_message_bytes"]):
             if stop is not None and stop.is_set():
                 break
             handled = {uid for uid in batch if already_handled(db, folder, uidvalidity, uid)}
+            if oversize - handled:
+                uid = batch[0]
+                settle(0)  # in UID order: what is ahead of it is recorded first
+                prepared = _prepare_oversize(cfg, mailbox, folder, uidvalidity, uid)
+                if prepared is not None:
+                    stats.fetched += 1
+                    pending.append((uid, _Ready(prepared), None, None))
+                else:
+                    pending.append((uid, None, None, None))
+                settle(0)
+                continue
             fetched = mailbox.fetch_many([uid for uid in batch if uid not in handled])
             for uid in batch:
-                got = fetched.get(uid)
+                got = fetched.pop(uid, None)
                 if uid in handled or got is None:  # recorded before a crash, or expunged meanwhile
                     stats.skipped += uid in handled
-                    pending.append((uid, None))
+                    pending.append((uid, None, None, None))
                 else:
                     raw, internaldate = got
                     stats.fetched += 1
-                    future = pool.submit(
-                        intake.prepare, cfg, raw, received_at=internaldate, source="imap", folder=folder,
-                        uidvalidity=uidvalidity, uid=uid, analyse=not intake.already_recorded(db, raw),
+                    kwargs = dict(
+                        received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid,
+                        analyse=not intake.already_recorded(db, raw),
                     )
-                    pending.append((uid, future))
+                    pending.append((uid, workers.submit(raw, kwargs, backlog), raw, kwargs))
                 settle(PIPELINE_WINDOW)
             del fetched
     except BaseException:
@@ -400,9 +521,45 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, pool, stats: Po
     else:
         settle(0)  # what is already fetched and archived is recorded, also when stopping
     finally:
-        for _uid, future in pending:  # an error above: drop the rest; their UIDs are fetched again next time
+        for _uid, future, _raw, _kwargs in pending:  # an error above: drop the rest; their UIDs are fetched again next time
             if future is not None:
                 future.cancel()
+
+
+class _Ready:
+    """A future that is already done (a message prepared on this thread)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+    def cancel(self) -> bool:
+        return False
+
+
+def _prepare_oversize(cfg: Config, mailbox: Mailbox, folder: str, uidvalidity: int, uid: int):
+    """A message over [bot] max_message_bytes: streamed into the archive in chunks, then
+    refused from its header alone (it is never held in memory, nor parsed)."""
+    from . import intake
+
+    fh, tmp = intake.archive_temp(cfg.state_dir)
+    try:
+        with fh:
+            got = mailbox.fetch_to_file(uid, fh)
+        if got is None:  # expunged meanwhile
+            tmp.unlink(missing_ok=True)
+            return None
+        header, internaldate = got
+        archived = intake.archive_from_file(cfg.state_dir, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.warning("message UID %s in %s is %d bytes, over the limit: archived without loading it", uid, folder, archived[2])
+    return intake.prepare(
+        cfg, header, received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid, archived=archived,
+    )
 
 
 def is_connection_error(err: BaseException) -> bool:

@@ -60,7 +60,7 @@ def reindex(cfg: Config, target: Path) -> dict:
                 source=meta.get("source") or "reindex", folder=meta.get("folder"), uidvalidity=meta.get("uidvalidity"), uid=meta.get("uid"),
             )
             counts[result.status] = counts.get(result.status, 0) + 1
-        with db.atomic():
+        with store.write_transaction(db):
             db.execute("UPDATE outbox SET status = 'skipped', last_error = 'reindex: historical reply, not sent again' WHERE status = 'pending'")
             _carry_notices(cfg, db)
     finally:

@@ -7,13 +7,20 @@ decoded strictly, with GB2312-family labels read as GB18030.
 
 from __future__ import annotations
 
+import binascii
+import codecs
 import email
 import email.header
+import email.errors
 import email.message
+import email.parser
 import email.utils
 import hashlib
+import io
+import itertools
 import re
 import unicodedata
+import zipfile
 from dataclasses import dataclass, field
 from email.policy import compat32
 
@@ -22,6 +29,7 @@ from .errors import ReportError
 
 # Labels that mean "some GB encoding": decode all of them as GB18030, the superset.
 _GB_LABELS = {"gb2312", "gb_2312", "gb_2312-80", "gbk", "x-gbk", "cp936", "ms936", "euc-cn", "euccn", "csgb2312", "x-euc-cn", "gb18030", "chinese"}
+_NOT_MAIL_CHARSETS = {"undefined", "unicode-escape", "raw-unicode-escape", "idna", "punycode"}
 _CHARSET_ALIASES = {"utf8": "utf-8", "unicode-1-1-utf-8": "utf-8", "x-unknown": "", "unknown-8bit": "", "us-ascii": "utf-8", "ascii": "utf-8"}
 
 
@@ -33,14 +41,17 @@ def normalize_charset(label: str | None) -> str:
     if lab in ("big5", "big5-hkscs", "cp950", "x-big5"):
         return "big5hkscs"
     lab = _CHARSET_ALIASES.get(lab, lab)
-    if not lab:
+    if not lab or len(lab) > 64:
         return ""
     try:
-        import codecs
-
-        return codecs.lookup(lab).name
-    except LookupError:
+        info = codecs.lookup(lab)
+    except (LookupError, ValueError, TypeError):  # unknown, or junk such as an embedded NUL
         return ""
+    # Only real text encodings: not bytes-to-bytes codecs (zlib, base64, rot13), not ones that
+    # always fail or turn escapes into arbitrary characters (undefined, unicode-escape, idna).
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_MAIL_CHARSETS:
+        return ""
+    return info.name
 
 
 def decode_bytes(raw: bytes, charset: str | None = None) -> tuple[str, bool]:
@@ -54,7 +65,7 @@ def decode_bytes(raw: bytes, charset: str | None = None) -> tuple[str, bool]:
             tried.append(codec)
             try:
                 return raw.decode(codec), True
-            except (UnicodeDecodeError, LookupError):
+            except (ValueError, LookupError):  # UnicodeError is a ValueError
                 continue
     return raw.decode("utf-8", "replace"), False
 
@@ -215,7 +226,7 @@ class FoundFile:
     """A file found in a message: an attachment, a member of a zip, or inside a forwarded mail."""
 
     name: str
-    data: bytes
+    data: bytes  # b"" when its kind is not in Limits.keep_data (only name, kind and hash are needed)
     kind: str
     path: str  # where it was found, e.g. "附件 a.zip › 民政局.docx"
     sha256: str = field(init=False)
@@ -224,11 +235,23 @@ class FoundFile:
         self.sha256 = hashlib.sha256(self.data).hexdigest()
 
 
+MiB = 1024 * 1024
+DEFAULT_MAX_DECOMPRESSED = 128 * MiB
+
+
 @dataclass
 class Limits:
+    """Bounds on the work one message may cause (DESIGN invariant 8)."""
+
     max_attachments: int = 100
     max_depth: int = 8
     zip_limits: ZipLimits = field(default_factory=ZipLimits)
+    # Per message, across every decoded part, every zip member (zips in zips too) and, charged
+    # by intake, every document parsed: one zip may hold 200 MB, eight zips in a zip may not.
+    max_decompressed: int = DEFAULT_MAX_DECOMPRESSED
+    # Kinds of file whose bytes are kept (the ones that will be parsed); the others keep only
+    # their name, kind and hash, so memory does not grow with everything a zip held. None: all.
+    keep_data: frozenset[str] | None = None
 
 
 @dataclass
@@ -236,11 +259,85 @@ class Extracted:
     files: list[FoundFile] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # plain Chinese, for the reply
     body_text: str = ""
-    truncated: bool = False
+    truncated: bool = False  # some parts or files were not looked at (a limit was reached)
+    problem_codes: list[str] = field(default_factory=list)  # a reason code per problem (zip_bomb, too_deep …)
+    decompressed: int = 0  # bytes decoded or decompressed so far, against Limits.max_decompressed
+
+    def problem(self, text: str, code: str) -> None:
+        if code not in self.problem_codes or code not in _ONCE:
+            self.problems.append(text)
+            self.problem_codes.append(code)
 
 
-def load_message(raw: bytes) -> email.message.Message:
-    return email.message_from_bytes(raw, policy=compat32)
+_ONCE = {"too_deep", "too_many_attachments", "zip_bomb", "malformed_mime"}  # said once per message
+
+
+class LimitDefect(email.errors.MessageDefect):
+    """load_message could not parse the whole structure within bounds: headers only."""
+
+    code = "malformed_mime"
+    text = "邮件格式异常，系统无法读取其中的附件：请只附上台账 Word 文档重新发送"
+
+
+class TooDeepDefect(LimitDefect):
+    code = "too_deep"
+    text = "邮件结构嵌套层数过多，系统无法读取其中的附件：请直接附上台账 Word 文档重新发送（不要层层转发）"
+
+
+class TooLargeDefect(LimitDefect):
+    code = "too_large"
+    text = "邮件过大，系统未解析其内容：请只附上台账 Word 文档重新发送"
+
+
+class TooManyLinesDefect(LimitDefect):
+    text = "邮件格式异常（行数异常多），系统未解析其内容：请只附上台账 Word 文档重新发送"
+
+
+# A legitimate message of up to the size limit is base64 in 76-character lines; millions of
+# tiny lines make the standard parser keep one object per line (30× the message in memory).
+MAX_LINES = 1_000_000
+MIN_AVERAGE_LINE = 24
+HEADERS_ONLY_BYTES = 256 * 1024
+FEED_BYTES = 1 << 20
+
+
+def load_message(raw: bytes, max_bytes: int | None = None) -> email.message.Message:
+    """Parse a message; a pathological one (over ``max_bytes``, nested past the recursion
+    limit, millions of tiny lines) comes back as its headers only, with a LimitDefect saying why."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        return _headers_only(raw, TooLargeDefect())  # refused anyway: its body is never parsed
+    lines = raw.count(b"\n")
+    if lines > MAX_LINES and lines * MIN_AVERAGE_LINE > len(raw):
+        return _headers_only(raw, TooManyLinesDefect())
+    try:
+        # Fed in slices: the same parse as message_from_bytes, without first decoding the whole
+        # message into one more string (a third of the peak memory of a 50 MB message).
+        parser = email.parser.BytesFeedParser(policy=compat32)
+        for start in range(0, len(raw), FEED_BYTES):
+            parser.feed(raw[start : start + FEED_BYTES])
+        return parser.close()
+    except RecursionError:
+        return _headers_only(raw, TooDeepDefect())
+
+
+# A header line and at most 16 of its folded continuation lines (the rest are skipped).
+_HEADER_LINE = re.compile(rb"(?m)^[^ \t\r\n][^\r\n]*(?:\r?\n[ \t][^\r\n]*){0,16}")
+
+
+def _headers_only(raw: bytes, defect: LimitDefect) -> email.message.Message:
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    head = raw[: min(ends)] if ends else raw
+    if len(head) > HEADERS_ONLY_BYTES:
+        # A header folded over millions of lines must not hide From and Subject behind it.
+        lines = itertools.islice((m.group() for m in _HEADER_LINE.finditer(head)), 2000)
+        head = b"\r\n".join(line[:4096] for line in lines)
+    msg = email.parser.BytesParser(policy=compat32).parsebytes(head + b"\r\n\r\n", headersonly=True)
+    msg.set_payload("")
+    msg.defects.append(defect)
+    return msg
+
+
+_MALFORMED = (email.errors.NoBoundaryInMultipartDefect, email.errors.StartBoundaryNotFoundDefect, email.errors.MultipartInvariantViolationDefect)
 
 
 def extract_files(msg: email.message.Message, limits: Limits | None = None) -> Extracted:
@@ -249,23 +346,53 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
     result = Extracted()
     seen: set[str] = set()
     parts_seen = [0]
+    budget_mb = limits.max_decompressed // MiB
+
+    def over_budget(size: int) -> bool:
+        """Charge ``size`` decompressed bytes to the message; True (and a problem) when it would pass the budget."""
+        if result.decompressed + size > limits.max_decompressed:
+            result.truncated = True
+            result.problem(f"邮件中的附件和压缩包解压后总量超过 {budget_mb} MB 上限，疑似压缩炸弹，其余内容未解压", "zip_bomb")
+            return True
+        result.decompressed += size
+        return False
+
+    def too_deep(what: str) -> None:
+        result.truncated = True
+        result.problem(f"{what}嵌套层数过多（超过 {limits.max_depth} 层），系统未读取其中的内容：请直接附上台账 Word 文档重新发送", "too_deep")
+
+    def too_many() -> None:
+        result.truncated = True
+        result.problem(
+            f"邮件中的附件过多（超过 {limits.max_attachments} 个），系统只读取了前 {limits.max_attachments} 个：请只附上台账 Word 文档重新发送",
+            "too_many_attachments",
+        )
 
     def add(name: str, data: bytes, where: str, depth: int) -> None:
         if len(result.files) >= limits.max_attachments:
-            result.truncated = True
+            too_many()
             return
         digest = hashlib.sha256(data).hexdigest()
         if digest in seen:
             return
         seen.add(digest)
         kind = sniff(data)
-        if kind == "zip" and depth < limits.max_depth:
+        if kind == "zip":
+            if depth >= limits.max_depth:
+                too_deep(f"压缩包「{name}」")
+                return
             _open_archive(name, data, where, depth)
             return
-        if (kind == "eml" or kind == "unknown" and name.lower().endswith(".eml")) and depth < limits.max_depth:
+        if kind == "eml" or kind == "unknown" and name.lower().endswith(".eml"):
+            if depth >= limits.max_depth:
+                too_deep(f"转发的邮件「{name}」")
+                return
             walk(load_message(data), f"{where}（转发的邮件）", depth + 1)
             return
-        result.files.append(FoundFile(name=name, data=data, kind=kind, path=where))
+        found = FoundFile(name=name, data=data, kind=kind, path=where)
+        if limits.keep_data is not None and kind not in limits.keep_data:
+            found.data = b""
+        result.files.append(found)
 
     def _open_archive(name: str, data: bytes, where: str, depth: int) -> None:
         try:
@@ -275,7 +402,7 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
                 # A damaged Word file, not an archive: let the parser say it is corrupt.
                 result.files.append(FoundFile(name=name, data=data, kind="docx", path=where or f"附件「{name}」"))
             else:
-                result.problems.append(str(err))
+                result.problem(str(err), err.code)
             return
         for info in zf.infolist():
             if info.is_dir():
@@ -287,22 +414,37 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
                 member_name = decode_bytes(info.filename.encode("cp437", "replace"))[0]
             if member_name.startswith("__MACOSX/") or safe_filename(member_name).startswith("._"):
                 continue
+            if info.flag_bits & 0x1:
+                result.problem(f"压缩包「{name}」已加密，系统无法解压：请直接附上 Word 文档（不要加密压缩）", "encrypted")
+                return
+            if over_budget(info.file_size):  # declared size; read_member never reads more than that
+                return
             try:
                 member = read_member(zf, info, limits.zip_limits.max_member_bytes)
             except ReportError as err:
-                result.problems.append(f"压缩包「{name}」中的「{safe_filename(member_name)}」无法解压：{err}")
+                result.problem(f"压缩包「{name}」中的「{safe_filename(member_name)}」无法解压：{err}", err.code)
                 continue
             except (RuntimeError, NotImplementedError):
-                result.problems.append(f"压缩包「{name}」已加密，系统无法解压：请直接附上 Word 文档")
+                result.problem(f"压缩包「{name}」已加密，系统无法解压：请直接附上 Word 文档", "encrypted")
                 return
             if member is not None:
                 add(safe_filename(member_name), member, f"{where} › {safe_filename(member_name)}", depth + 1)
 
     def walk(part: email.message.Message, where: str, depth: int) -> None:
         parts_seen[0] += 1
-        if parts_seen[0] > limits.max_attachments * 4 or depth > limits.max_depth:
-            result.truncated = True
+        if parts_seen[0] > limits.max_attachments * 4:
+            too_many()
             return
+        if depth > limits.max_depth:
+            too_deep("邮件结构")
+            return
+        for defect in part.defects:
+            if isinstance(defect, LimitDefect):
+                result.truncated = True
+                result.problem(defect.text, defect.code)
+                return
+            if isinstance(defect, _MALFORMED):
+                result.problem("邮件格式异常（多段结构不完整），系统可能无法读取其中的附件：请重新发送", "malformed_mime")
         ctype = content_type(part)
         if ctype == "message/rfc822":
             payload = part.get_payload()
@@ -320,7 +462,7 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
         try:
             name = attachment_name(part)
         except (ValueError, TypeError, LookupError, UnicodeError) as err:
-            result.problems.append(f"一个附件的文件名无法解析（{type(err).__name__}），已按无名附件处理")
+            result.problem(f"一个附件的文件名无法解析（{type(err).__name__}），已按无名附件处理", "bad_filename")
             name = None
         disposition = (raw_header(part, "Content-Disposition") or "").split(";")[0].strip().lower()
         if name is None and (ctype.startswith("text/") or ctype.startswith("multipart/")) and disposition != "attachment":
@@ -329,13 +471,41 @@ def extract_files(msg: email.message.Message, limits: Limits | None = None) -> E
                 result.body_text += decode_bytes(raw, part.get_content_charset())[0][:20000]
             return
         try:
-            data = part.get_payload(decode=True)
+            data = payload_bytes(part)
         except (ValueError, TypeError, AssertionError):
             data = None
-        if data is None:
+        if data is None or over_budget(len(data)):
             return
         fname = safe_filename(name, default=f"attachment-{parts_seen[0]}")
         add(fname, data, f"附件「{fname}」" if where == "" else f"{where} › {fname}", depth)
 
     walk(msg, "", 0)
     return result
+
+
+def payload_bytes(part: email.message.Message) -> bytes | None:
+    """A leaf part's decoded bytes, as ``get_payload(decode=True)`` gives them.
+
+    Plain base64 (the usual attachment) is decoded in one step: the standard path copies
+    the payload three times and splits it into a list of lines first (5× its size).
+    """
+    if str(part.get("content-transfer-encoding", "")).strip().lower() == "base64":
+        payload = part.get_payload()
+        if isinstance(payload, str) and payload.isascii():
+            try:
+                return binascii.a2b_base64(payload)  # skips line breaks like the standard path
+            except (binascii.Error, ValueError):
+                pass  # bad padding and the like: let the standard path repair what it can
+    return part.get_payload(decode=True)
+
+
+def parse_cost(f: FoundFile) -> int:
+    """What parsing a found document will decompress, to charge against Limits.max_decompressed:
+    for a .docx, the declared sizes of its XML parts (the parser reads nothing else); otherwise its size."""
+    if f.kind != "docx":
+        return len(f.data)
+    try:
+        with zipfile.ZipFile(io.BytesIO(f.data)) as zf:
+            return sum(i.file_size for i in zf.infolist() if i.filename.lower().endswith((".xml", ".rels")))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return len(f.data)  # the parser will call it corrupt

@@ -231,6 +231,7 @@ def queue_digest(cfg: Config, db, now: dt.datetime, force: bool = False) -> bool
 def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
     """The unit's own pre-filled blank form (its name, only its tasks), rendered once per round."""
     from .forms import write_form
+    from .mime import safe_filename
 
     import hashlib
     import json as _json
@@ -245,7 +246,7 @@ def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
     ).hexdigest()[:12]
     folder = cfg.state_dir / "forms" / rnd.name
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{unit_name}-{stamp}.docx"
+    path = folder / f"{safe_filename(unit_name, 'unit')}-{stamp}.docx"  # a name is not always a file name
     if not path.exists():
         tmp = path.with_suffix(".tmp")
         write_form(tmp, cfg, unit_name)

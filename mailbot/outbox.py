@@ -13,6 +13,8 @@ import logging
 import mimetypes
 import smtplib
 import socket
+import sqlite3
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -23,6 +25,7 @@ import sqlite_utils
 from . import store
 from .config import Config
 from .errors import ConfigError, MailbotError
+from .mime import safe_filename
 from .store import iso, now_utc
 from .templating import render
 
@@ -146,7 +149,8 @@ def build_email(cfg: Config, row: dict) -> EmailMessage:
         data = path.read_bytes()
         ctype = att.get("content_type") or mimetypes.guess_type(att.get("name") or path.name)[0] or "application/octet-stream"
         maintype, _, subtype = ctype.partition("/")
-        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=att.get("name") or path.name)
+        # The name may carry a unit's name: no line breaks or path parts in what the recipient saves.
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=safe_filename(att.get("name"), path.name))
     return msg
 
 
@@ -213,8 +217,24 @@ def _too_old(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
 
 
 def _finish(db, row_id: int, **fields) -> None:
-    with db.atomic():
-        db["outbox"].update(row_id, fields)
+    """One plain UPDATE under BEGIN IMMEDIATE: a read-then-write in a deferred transaction
+    fails at once ("database is locked") when the poll commits in between, and a row whose
+    sending is not recorded is sent again."""
+    cols = ", ".join(f"{k} = ?" for k in fields)
+    with store.write_transaction(db):
+        db.execute(f"UPDATE outbox SET {cols} WHERE id = ?", [*fields.values(), row_id])
+
+
+def _record_sent(db, row_id: int, **fields) -> None:
+    """The only record that a mail went out: retried rather than lost to a busy database."""
+    for attempt in range(5):
+        try:
+            return _finish(db, row_id, **fields)
+        except sqlite3.OperationalError as err:
+            if attempt == 4:
+                raise
+            log.warning("could not record outbox row %s as sent (%s); retrying", row_id, err)
+            time.sleep(1 + attempt)
 
 
 def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200, stop=None, sent_copy=None) -> DeliveryStats:
@@ -278,7 +298,7 @@ def deliver(cfg: Config, db, *, now: dt.datetime | None = None, limit: int = 200
                     break  # the server is unreachable: the rest wait for the next run
                 continue
             note = f"部分收件人被拒收：{', '.join(refused)}" if refused else None
-            _finish(db, row["id"], status="sent", attempts=(row["attempts"] or 0) + 1, sent_at=iso(now), last_error=note)
+            _record_sent(db, row["id"], status="sent", attempts=(row["attempts"] or 0) + 1, sent_at=iso(now), last_error=note)
             stats.sent += 1
             if sent_copy is not None:
                 try:

@@ -11,11 +11,18 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import sqlite_utils
+from .errors import MailbotError
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:  # imported where a database is opened: parse workers never load it
+    import sqlite_utils
+
+SCHEMA_VERSION = 2
+
+
+class SchemaError(MailbotError):
+    """The database was written by a newer mailbot, or a migration failed."""
 
 
 def now_utc() -> dt.datetime:
@@ -29,6 +36,8 @@ def iso(t: dt.datetime) -> str:
 
 def open_db(path: str | os.PathLike) -> sqlite_utils.Database:
     """Open (and create or migrate) the state database: WAL, foreign keys, busy timeout."""
+    import sqlite_utils
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(path)
     db.conn.execute("PRAGMA busy_timeout = 30000")
@@ -41,10 +50,57 @@ def open_db(path: str | os.PathLike) -> sqlite_utils.Database:
 
 
 def ensure_schema(db: sqlite_utils.Database) -> None:
+    """Create the schema, or bring an older database up to date one migration at a time.
+
+    A new database gets version 1 and then every migration, so new and migrated
+    databases are the same. Before migrating a database that holds data, a copy is
+    taken beside it (``<name>.v<N>-backup``) with SQLite's online backup API.
+    """
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version >= SCHEMA_VERSION:
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"数据库 {db.conn.execute('PRAGMA database_list').fetchone()[2]} 由更新版本的 mailbot 创建（结构版本 {version}，"
+            f"本程序为 {SCHEMA_VERSION}）：请升级 mailbot，或从备份恢复"
+        )
+    if version == SCHEMA_VERSION:
         return
-    with db.atomic():
+    if version == 0:
+        _create_v1(db)
+        version = 1
+    else:
+        _backup_before_migration(db, version)
+    for target, migrate in MIGRATIONS:
+        if target <= version:
+            continue
+        try:
+            with write_transaction(db):  # BEGIN IMMEDIATE: a second process waits, then sees it done
+                if db.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    continue
+                migrate(db)
+                db.execute(f"PRAGMA user_version = {target}")
+        except Exception as err:
+            raise SchemaError(f"数据库结构升级到版本 {target} 失败（{type(err).__name__}: {err}）：数据库未改动，请联系管理员") from err
+        version = target
+
+
+def _backup_before_migration(db: sqlite_utils.Database, version: int) -> None:
+    path = db.conn.execute("PRAGMA database_list").fetchone()[2]
+    if not path:  # in-memory
+        return
+    import sqlite3
+
+    target = Path(f"{path}.v{version}-backup")
+    if target.exists():
+        return
+    dest = sqlite3.connect(target)
+    try:
+        db.conn.backup(dest)
+    finally:
+        dest.close()
+
+
+def _create_v1(db: sqlite_utils.Database) -> None:
+    with write_transaction(db):
         db["messages"].create(
             {
                 "id": int,
@@ -152,7 +208,25 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
             {"folder": str, "uidvalidity": int, "last_uid": int, "updated_at": str}, pk="folder", if_not_exists=True
         )
         db["kv"].create({"key": str, "value": str, "updated_at": str}, pk="key", if_not_exists=True)
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("PRAGMA user_version = 1")
+
+
+def _v2(db: sqlite_utils.Database) -> None:
+    """Each message's size in bytes (from its archived copy); indexes for time-range queries:
+    the digest and notices read messages by received_at, the reply rate limit reads outbox
+    by sent_at. Without them both scan everything ever recorded."""
+    db.execute("ALTER TABLE messages ADD COLUMN size INTEGER")
+    for row_id, archive_path in db.execute("SELECT id, archive_path FROM messages").fetchall():
+        try:
+            size = os.path.getsize(archive_path) if archive_path else None
+        except OSError:
+            size = None  # the archive moved or is elsewhere: unknown, not wrong
+        db.execute("UPDATE messages SET size = ? WHERE id = ?", [size, row_id])
+    db.execute("CREATE INDEX IF NOT EXISTS idx_messages_received_at ON messages (received_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS idx_outbox_sent_at ON outbox (sent_at)")
+
+
+MIGRATIONS = [(2, _v2)]  # (version it produces, function); append, never edit a released one
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -163,7 +237,7 @@ def write_transaction(db: sqlite_utils.Database):
     """BEGIN IMMEDIATE: take the write lock before reading, so check-then-insert cannot race
     (the service and a coordinator's `poll --once` or `ingest` recording the same mail)."""
     if db.conn.in_transaction:
-        with db.atomic():
+        with db.atomic():  # nested: a savepoint inside the outer (immediate) transaction
             yield db
         return
     db.conn.execute("BEGIN IMMEDIATE")
@@ -210,12 +284,15 @@ def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
 
 
 def record_progress(db, round_name: str, unit: str, entries: Iterable[tuple[int, str]], report_id: int, received_at: str, message_id: str) -> None:
-    """The current text per (round, unit, task), and every version in the history."""
+    """The current text per (round, unit, task) — the newest received — and every version in the history."""
     rows = [(round_name, unit, task, text, report_id, received_at, message_id) for task, text in entries]
     db.conn.executemany(
         "INSERT INTO progress (round, unit, task, progress, report, received_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (round, unit, task) DO UPDATE SET progress = excluded.progress, report = excluded.report, "
-        "received_at = excluded.received_at, message_id = excluded.message_id",
+        "received_at = excluded.received_at, message_id = excluded.message_id "
+        # A report received before the one on record (moved in from Junk later, an old mail
+        # ingested by hand) goes to the history only: the current text is the newest received.
+        "WHERE excluded.received_at >= progress.received_at",
         rows,
     )
     db.conn.executemany(
@@ -243,7 +320,7 @@ def kv_get(db: sqlite_utils.Database, key: str, default: str | None = None) -> s
 
 
 def kv_set(db: sqlite_utils.Database, key: str, value: str | None) -> None:
-    with db.atomic():
+    with write_transaction(db):
         if value is None:
             db.execute("DELETE FROM kv WHERE key = ?", [key])
         else:
