@@ -157,7 +157,8 @@ def sweep_archive_temp(state_dir: Path, older_than: float = 3600) -> int:
 
     removed = 0
     cutoff = time.time() - older_than
-    for tmp in (state_dir / "archive").glob("*/.tmp-*"):
+    archive_dir = state_dir / "archive"
+    for tmp in [*archive_dir.glob(".tmp-*"), *archive_dir.glob("*/.tmp-*")]:  # streamed mail, then messages and sidecars
         try:
             if tmp.stat().st_mtime < cutoff:
                 tmp.unlink()

@@ -218,7 +218,8 @@ class Mailbox:
     def fetch_to_file(self, uid: int, fh, chunk: int = 4 * 1024 * 1024) -> tuple[bytes, dt.datetime | None] | None:
         """A message too large to hold in memory: its header and INTERNALDATE, and its exact
         bytes streamed into ``fh`` by partial fetches (BODY.PEEK[]<offset.chunk>). None if expunged."""
-        typ, data = self.box.client.uid("FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER])")
+        # At most 256 KB of header: a message with no body is all header.
+        typ, data = self.box.client.uid("FETCH", str(uid), "(UID INTERNALDATE BODY.PEEK[HEADER]<0.262144>)")
         if typ != "OK":
             raise MailboxError(f"IMAP FETCH 失败：{data!r}")
         got = next((item for item in data if isinstance(item, tuple) and len(item) >= 2), None)
@@ -373,7 +374,9 @@ class Preparers:
                 log.info("%d new messages: parsing them in %d worker processes", backlog, self.processes)
                 self.pool = self._new_pool(self.processes)
             try:
-                return self.pool.submit(parse_worker.prepare, raw, kwargs)
+                future = self.pool.submit(parse_worker.prepare, raw, kwargs)
+                future.mailbot_pool = self.pool  # which pool to drop if this one breaks
+                return future
             except BrokenProcessPool:
                 self._drop_pool()
                 return self.submit(raw, kwargs, backlog)
@@ -386,7 +389,8 @@ class Preparers:
         try:
             return future.result()
         except BrokenProcessPool:
-            self._drop_pool()
+            if getattr(future, "mailbot_pool", None) is self.pool:  # not a fresh pool started meanwhile
+                self._drop_pool()
         log.warning("a parse worker died; retrying message UID %s alone in a fresh process", kwargs.get("uid"))
         single = self._new_pool(1)
         try:

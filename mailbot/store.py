@@ -101,6 +101,8 @@ def _backup_before_migration(db: sqlite_utils.Database, version: int) -> None:
 
 def _create_v1(db: sqlite_utils.Database) -> None:
     with write_transaction(db):
+        if db.execute("PRAGMA user_version").fetchone()[0] != 0:
+            return  # another process created it meanwhile (we read 0 before taking the lock)
         db["messages"].create(
             {
                 "id": int,
@@ -215,7 +217,8 @@ def _v2(db: sqlite_utils.Database) -> None:
     """Each message's size in bytes (from its archived copy); indexes for time-range queries:
     the digest and notices read messages by received_at, the reply rate limit reads outbox
     by sent_at. Without them both scan everything ever recorded."""
-    db.execute("ALTER TABLE messages ADD COLUMN size INTEGER")
+    if "size" not in {r[1] for r in db.execute("PRAGMA table_info(messages)")}:
+        db.execute("ALTER TABLE messages ADD COLUMN size INTEGER")
     for row_id, archive_path in db.execute("SELECT id, archive_path FROM messages").fetchall():
         try:
             size = os.path.getsize(archive_path) if archive_path else None

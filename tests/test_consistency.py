@@ -91,15 +91,16 @@ def test_archive_sidecar_written_twice_at_once(cfg, monkeypatch):
 
 
 def test_sweep_removes_only_old_temporary_files(cfg):
+    streamed = cfg.state_dir / "archive" / ".tmp-big.eml"  # a large message streamed when the daemon was killed
     d = cfg.state_dir / "archive" / "ab"
     d.mkdir(parents=True)
     old, fresh, real = d / ".tmp-old", d / ".tmp-fresh", d / "ab12.eml"
-    for f in (old, fresh, real):
+    for f in (old, fresh, real, streamed):
         f.write_bytes(b"x")
-    os.utime(old, (time.time() - 7200, time.time() - 7200))
-    os.utime(real, (time.time() - 7200, time.time() - 7200))
-    assert intake.sweep_archive_temp(cfg.state_dir) == 1
-    assert not old.exists() and fresh.exists() and real.exists()
+    for f in (old, real, streamed):
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
+    assert intake.sweep_archive_temp(cfg.state_dir) == 2
+    assert not old.exists() and not streamed.exists() and fresh.exists() and real.exists()
 
 
 def test_a_local_file_error_is_not_counted_as_a_mailbox_outage(cfg, db, monkeypatch):

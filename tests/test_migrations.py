@@ -118,3 +118,22 @@ def test_migrating_twice_or_from_two_processes_is_harmless(v1_db):
     assert [r[1] for r in a.execute("PRAGMA table_info(messages)")].count("size") == 1
     a.close()
     b.close()
+
+
+def test_a_second_process_that_read_version_0_does_not_undo_the_first(tmp_path):
+    """Two processes open a new database at once: B read user_version 0 before A created and
+    migrated it; when B gets the lock it must see A's work and leave it alone."""
+    path = tmp_path / "race.db"
+    a = store.open_db(path)  # A: created, migrated to the latest version
+    b = sqlite3.connect(path)
+    import sqlite_utils
+
+    late = sqlite_utils.Database(b)
+    store._create_v1(late)  # B, as if it had read version 0 just before A committed
+    for target, migrate in store.MIGRATIONS:  # … and then tried the migrations too
+        with store.write_transaction(late):
+            migrate(late)
+    b.close()
+    assert a.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    a.close()
+    store.open_db(path).close()  # still opens
