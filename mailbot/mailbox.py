@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -388,7 +388,7 @@ class Preparers:
 
         try:
             return future.result()
-        except BrokenProcessPool:
+        except (BrokenProcessPool, CancelledError):  # cancelled: its broken pool was shut down first
             if getattr(future, "mailbot_pool", None) is self.pool:  # not a fresh pool started meanwhile
                 self._drop_pool()
         log.warning("a parse worker died; retrying message UID %s alone in a fresh process", kwargs.get("uid"))

@@ -137,3 +137,19 @@ def test_oversize_message_is_streamed_to_the_archive_not_loaded(tmp_path, doveco
     assert not list((cfg.state_dir / "archive").glob(".tmp-*"))
     reply = next(db.query("SELECT to_addrs, subject, attachments FROM outbox WHERE kind = 'reject'"))
     assert "sfj@xixia.example" in reply["to_addrs"] and "邮件过大" in reply["subject"]
+
+
+def test_a_future_cancelled_with_its_broken_pool_is_retried_not_an_error(cfg):
+    """The pool a failed future came from is shut down with cancel_futures: a neighbour that
+    had not started yet is cancelled, and must be prepared again like the others."""
+    from concurrent.futures import Future
+
+    raw = mb.simple(subject="取消后重试")
+    workers = mailbox_mod.Preparers(cfg)
+    try:
+        cancelled = Future()
+        cancelled.cancel()
+        prepared = workers.result(cancelled, raw, {"uid": 7, "source": "imap", "folder": "INBOX", "uidvalidity": 1})
+        assert prepared.base["uid"] == 7 and prepared.analysis is not None
+    finally:
+        workers.close()
