@@ -158,7 +158,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=5000)
     args = ap.parse_args()
 
-    from servers import Dovecot
+    from servers import Dovecot, write_bench_config
 
     work = Path(tempfile.mkdtemp(prefix="mailbot-bench-"))
     dovecot = Dovecot(work / "dovecot")
@@ -166,15 +166,7 @@ def main() -> None:
     try:
         user, pw = "bot@example.test", "bench-pw"
         dovecot.add_user(user, pw)
-        text = (ROOT / "config.toml").read_text(encoding="utf-8")
-        rounds = text[text.index("[[rounds]]"):]
-        cfg_path = work / "config.toml"
-        cfg_path.write_text(
-            f'[bot]\nstate_dir = "{work / "state"}"\n\n[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\nsecurity = "plain"\n'
-            f'user = "{user}"\npassword_env = "BENCH_PW"\n\n[smtp]\nhost = "127.0.0.1"\nport = 9\nsecurity = "plain"\n'
-            f'from = "{user}"\n\n{rounds}',
-            encoding="utf-8",
-        )
+        cfg_path = write_bench_config(work / "config.toml", state_dir=work / "state", imap_port=dovecot.port, user=user, password_env="BENCH_PW")
         os.environ["BENCH_PW"] = pw
         cfg = load_config(cfg_path)
         t0 = time.perf_counter()

@@ -68,12 +68,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from mailbot import cli, notices, store  # noqa: E402
 from mailbot.config import load_config  # noqa: E402
 from mailbot.forms import render_form  # noqa: E402
 from mailbot.intake import ingest  # noqa: E402
 from mailbot.templating import render  # noqa: E402
+from sqlsteps import vm_steps  # noqa: E402
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
 PHRASES = [
@@ -311,23 +313,6 @@ def timed(fn, repeat: int = 1):
         result = fn()
         samples.append(time.perf_counter() - t0)
     return statistics.median(samples), result
-
-
-def vm_steps(db, fn) -> int:
-    """SQLite virtual-machine instructions executed by fn(): the database work, free of timing noise."""
-    steps = 0
-
-    def tick() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    db.conn.set_progress_handler(tick, 1)
-    try:
-        fn()
-    finally:
-        db.conn.set_progress_handler(None, 1)
-    return steps
 
 
 def run_cli(argv: list[str]) -> None:

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 from . import store
 from .config import Config, Round
-from .convert import REFUSALS, ZipLimits
+from .convert import NEEDS_CONVERSION, REFUSALS, ZipLimits
 from .errors import ReportError
 from .ledger import Unit
-from .mime import Extracted, FoundFile, Limits, clean_msgids, decode_header, extract_files, header, load_message, parse_address, raw_header
+from .mime import DEFAULT_MAX_DECOMPRESSED, Extracted, FoundFile, Limits, clean_msgids, decode_header, extract_files, header, load_message, parse_address, parse_cost, raw_header
 from .reports import ParsedReport, parse_document
 
 if TYPE_CHECKING:  # prepare() runs in parse workers, which need neither SQLite nor the mail templates
@@ -419,9 +419,6 @@ def ingest(
 
 def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = None):
     """``size``: the message's real size when ``raw`` holds only its header (too large to load)."""
-    from .convert import NEEDS_CONVERSION
-    from .mime import DEFAULT_MAX_DECOMPRESSED, parse_cost
-
     rnd = cfg.round_for(received)
     loop_header = cfg.bot["loop_header"]
     if msg.get(loop_header) is not None or (from_addr and from_addr in cfg.own_addresses):
@@ -629,8 +626,9 @@ def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
 
 def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, received: dt.datetime, message_id: str | None) -> None:
     report = chosen.report
-    before = store.current_progress(db, result.round, result.unit)
-    on_record = dict(db.execute("SELECT task, received_at FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]).fetchall())
+    rows = db.execute("SELECT task, progress, received_at FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]).fetchall()
+    before = {task: text for task, text, _at in rows}
+    on_record = {task: at for task, _text, at in rows}
     filled = report.filled
     report_id = store.insert(
         db,

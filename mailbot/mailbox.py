@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 from collections import deque
-from concurrent.futures import CancelledError, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -493,7 +493,9 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
                 prepared = _prepare_oversize(cfg, mailbox, folder, uidvalidity, uid)
                 if prepared is not None:
                     stats.fetched += 1
-                    pending.append((uid, _Ready(prepared), None, None))
+                    done = Future()  # prepared on this thread: already done
+                    done.set_result(prepared)
+                    pending.append((uid, done, None, None))
                 else:
                     pending.append((uid, None, None, None))
                 settle(0)
@@ -528,19 +530,6 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
         for _uid, future, _raw, _kwargs in pending:  # an error above: drop the rest; their UIDs are fetched again next time
             if future is not None:
                 future.cancel()
-
-
-class _Ready:
-    """A future that is already done (a message prepared on this thread)."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def result(self):
-        return self.value
-
-    def cancel(self) -> bool:
-        return False
 
 
 def _prepare_oversize(cfg: Config, mailbox: Mailbox, folder: str, uidvalidity: int, uid: int):

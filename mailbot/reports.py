@@ -399,9 +399,6 @@ class Cell:
         self.origin: Cell = self
         self._text: str | None = None
 
-    def covers(self, col: int) -> bool:
-        return self.col <= col < self.col + self.span
-
     def text(self, numbering: Numbering) -> str:
         origin = self.origin
         if origin._text is None:
@@ -484,7 +481,7 @@ def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
 
 def _cell_at(row: list[Cell], col: int) -> Cell | None:
     for cell in row:
-        if cell.col <= col < cell.col + cell.span:  # Cell.covers, inlined: this runs for every role of every row
+        if cell.col <= col < cell.col + cell.span:
             return cell
     return None
 

@@ -69,6 +69,19 @@ _live_instances: "weakref.WeakSet" = weakref.WeakSet()
 # --------------------------------------------------------------------------- helpers
 
 
+def write_bench_config(path: Path, *, state_dir: Path, imap_port: int, user: str, password_env: str) -> Path:
+    """A mailbot config for the benchmarks: a plain-IMAP Dovecot on loopback, no SMTP (replies
+    stay queued), the shipped rounds and roster defaults."""
+    shipped = (Path(__file__).resolve().parent.parent / "config.toml").read_text(encoding="utf-8")
+    path.write_text(
+        f'[bot]\nstate_dir = "{state_dir}"\n\n[imap]\nhost = "{HOST}"\nport = {imap_port}\nsecurity = "plain"\n'
+        f'user = "{user}"\npassword_env = "{password_env}"\n\n[smtp]\nhost = "{HOST}"\nport = 9\nsecurity = "plain"\n'
+        f'from = "{user}"\n\n' + shipped[shipped.index("[[rounds]]"):],
+        encoding="utf-8",
+    )
+    return path
+
+
 def free_port(host: str = HOST) -> int:
     """A port that was free a moment ago (bind to port 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -11,6 +11,7 @@ from docxtpl import DocxTemplate, RichText
 
 from mailbot import exports, notices, store
 from mailbot.status import status_table, task_completeness
+from sqlsteps import vm_steps
 
 TZ8 = dt.timezone(dt.timedelta(hours=8))
 TEXTS = [
@@ -174,23 +175,6 @@ def test_task_completeness_lists_the_missing_units(cfg, db):
             assert row["filled"] == len(responsible) - len(row["missing_units"])
 
 
-def _vm_steps(db, fn) -> int:
-    """SQLite virtual-machine instructions executed by fn(): the database work, free of timing noise."""
-    steps = 0
-
-    def tick() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    db.conn.set_progress_handler(tick, 1)
-    try:
-        fn()
-    finally:
-        db.conn.set_progress_handler(None, 1)
-    return steps
-
-
 def _sent_before(cfg, db, n_days: int) -> int:
     """A season's worth of notices already in the outbox: every unit, many earlier steps, a digest a day, a few manual ones."""
     rows = 0
@@ -218,16 +202,16 @@ def test_due_notices_work_does_not_grow_with_notices_already_sent(cfg, db):
                dt.datetime(2023, 7, 20, 9, 30, tzinfo=TZ8),  # no reminder: the digest is decided by the last digest's slot
                dt.datetime(2023, 12, 12, 9, 30, tzinfo=TZ8)]  # 年底 overdue notices
     store.insert(db, "outbox", {"dedupe_key": "digest:-:-:2023-05-31", "kind": "digest", "status": "sent", "created_at": "2023-05-31T00:30:00+00:00"})
-    before = {t: ([n.dedupe_key for n in notices.due_notices(cfg, db, t)], _vm_steps(db, lambda t=t: notices.due_notices(cfg, db, t))) for t in moments}
-    slot_before = notices.last_digest_slot(cfg, db), _vm_steps(db, lambda: notices.last_digest_slot(cfg, db))
+    before = {t: ([n.dedupe_key for n in notices.due_notices(cfg, db, t)], vm_steps(db, lambda t=t: notices.due_notices(cfg, db, t))) for t in moments}
+    slot_before = notices.last_digest_slot(cfg, db), vm_steps(db, lambda: notices.last_digest_slot(cfg, db))
     assert any(k.startswith("reminder:") for k in before[moments[0]][0]) and any(k.startswith("overdue:") for k in before[moments[2]][0])
     assert _sent_before(cfg, db, 40) > 4000
     for t in moments:
         keys = [n.dedupe_key for n in notices.due_notices(cfg, db, t)]
-        steps = _vm_steps(db, lambda t=t: notices.due_notices(cfg, db, t))
+        steps = vm_steps(db, lambda t=t: notices.due_notices(cfg, db, t))
         assert keys == before[t][0]
         assert steps <= before[t][1] * 1.1 + 50, (t, before[t][1], steps)
-    slot_after = notices.last_digest_slot(cfg, db), _vm_steps(db, lambda: notices.last_digest_slot(cfg, db))
+    slot_after = notices.last_digest_slot(cfg, db), vm_steps(db, lambda: notices.last_digest_slot(cfg, db))
     assert slot_after[0] == dt.datetime(2023, 7, 10, 8, 30, tzinfo=cfg.tz) and slot_before[0] == dt.datetime(2023, 5, 31, 8, 30, tzinfo=cfg.tz)
     assert slot_after[1] <= slot_before[1] + 3 * 20  # walks back over the manual digests only (3 here), not the 4,000 notices
 
