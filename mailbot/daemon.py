@@ -69,12 +69,32 @@ def _alert(cfg: Config, db, key: str, subject: str, text: str) -> None:
         )
 
 
-def poll_mailbox(cfg: Config, db, stop: threading.Event | None = None, now: dt.datetime | None = None) -> CycleReport:
-    """Fetch and ingest new mail, with back-off after failures; never raises for mailbox trouble."""
+
+
+def clear_backoff(cfg: Config, db=None) -> bool:
+    """Forget the IMAP back-off (after a restart, a successful `check`, a manual poll): the next
+    poll tries at once. The outage record stays, so a recovery is still reported. True if one was set."""
+    own = db is None
+    db = store.open_db(cfg.db_path) if own else db
+    try:
+        pending = store.kv_get(db, "imap_next_try")
+        store.kv_set(db, "imap_next_try", None)  # the failure count stays: the digest still shows the outage
+        return pending is not None
+    finally:
+        if own:
+            db.close()
+
+
+def poll_mailbox(
+    cfg: Config, db, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False
+) -> CycleReport:
+    """Fetch and ingest new mail, with back-off after failures; never raises for mailbox trouble.
+
+    ``retry_now``: a person asked for this poll (`poll --once`): ignore the back-off."""
     report = CycleReport()
     now = now or store.now_utc()
     next_try = store.kv_get(db, "imap_next_try")
-    if next_try and dt.datetime.fromisoformat(next_try) > now:
+    if next_try and dt.datetime.fromisoformat(next_try) > now and not retry_now:
         report.skipped_poll = f"上次收信失败，{dt.datetime.fromisoformat(next_try).astimezone(cfg.tz):%H:%M} 后再试"
         return report
     try:
@@ -138,8 +158,12 @@ def _failed(cfg: Config, db, now: dt.datetime, message: str, *, login: bool) -> 
         wait = min(1800 * 2 ** (failures - 1), 6 * 3600)
     else:
         wait = min(interval * 2 ** (failures - 1), 1800)
-    store.kv_set(db, "imap_next_try", store.iso(now + dt.timedelta(seconds=wait)))
-    log.error("%s (failure %d in a row; next try in %d s)", message, failures, wait)
+    next_try = now + dt.timedelta(seconds=wait)
+    store.kv_set(db, "imap_next_try", store.iso(next_try))
+    log.error(
+        "%s (failure %d in a row; next try at %s, in %d s; a restart, `mailbot check` or `mailbot poll` retries at once)",
+        message, failures, next_try.astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M:%S%z"), wait,
+    )
     if login or failures >= OUTAGE_ALERT_AFTER:
         _alert(
             cfg, db, f"alert:imap:{since}",
@@ -148,11 +172,15 @@ def _failed(cfg: Config, db, now: dt.datetime, message: str, *, login: bool) -> 
         )
 
 
-def run_cycle(cfg: Config, stop: threading.Event | None = None, now: dt.datetime | None = None) -> CycleReport:
-    """One full cycle: fetch and ingest every new message, then deliver the outbox."""
+def run_cycle(
+    cfg: Config, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False
+) -> CycleReport:
+    """One full cycle: fetch and ingest every new message, then deliver the outbox.
+
+    ``retry_now``: ignore an IMAP back-off (a person asked for this cycle)."""
     db = store.open_db(cfg.db_path)
     try:
-        report = poll_mailbox(cfg, db, stop, now)
+        report = poll_mailbox(cfg, db, stop, now, retry_now=retry_now)
         report.delivery = _deliver(cfg, db, now=now, stop=stop)
         return report
     finally:
@@ -211,6 +239,8 @@ def run(cfg: Config) -> None:
 
     if swept := sweep_archive_temp(cfg.state_dir):
         log.info("removed %d temporary files left in the archive by an earlier crash", swept)
+    if clear_backoff(cfg):
+        log.info("an earlier mailbox failure had set a back-off: cleared at start-up, polling now")
     stop = threading.Event()
     scheduler = BlockingScheduler(timezone=cfg.tz, job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 300})
 
@@ -220,6 +250,8 @@ def run(cfg: Config) -> None:
             report = poll_mailbox(cfg, db, stop)
             if report.poll and (report.poll.fetched or report.poll.rescans):
                 log.info("poll: %s", report.summary())
+            elif report.skipped_poll:
+                log.info("poll skipped: %s", report.skipped_poll)
         finally:
             db.close()
 

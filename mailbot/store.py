@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .errors import MailbotError
 
@@ -25,8 +25,18 @@ class SchemaError(MailbotError):
     """The database was written by a newer mailbot, or a migration failed."""
 
 
+_clock: Callable[[], dt.datetime] | None = None
+
+
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    """The one clock every rule reads (DESIGN invariant 9: time is an input)."""
+    return _clock() if _clock is not None else dt.datetime.now(dt.timezone.utc)
+
+
+def set_clock(clock: Callable[[], dt.datetime] | None) -> None:
+    """Replace the clock (tests, simulations); None restores the wall clock."""
+    global _clock
+    _clock = clock
 
 
 def iso(t: dt.datetime) -> str:

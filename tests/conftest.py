@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -16,6 +18,37 @@ from mailbot.config import load_config  # noqa: E402
 from mailbot.ledger import load_ledger  # noqa: E402
 
 needs_soffice = pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed")
+
+
+class Clock:
+    """A settable clock for store.now_utc(): every rule that depends on the hour reads it."""
+
+    def __init__(self, start: dt.datetime):
+        self.t = start
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+    def set(self, t: dt.datetime) -> dt.datetime:
+        self.t = t
+        return t
+
+    def later(self, hours: float) -> dt.datetime:
+        """A moment ``hours`` after the clock's current time (the clock itself does not move)."""
+        return self.t + dt.timedelta(hours=hours)
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@pytest.fixture
+def clock():
+    """Office hours today (10:00 Beijing time), whatever the wall clock says: tests pass at any hour."""
+    today = dt.datetime.now(SHANGHAI).date()
+    c = Clock(dt.datetime.combine(today, dt.time(10, 0), SHANGHAI).astimezone(dt.timezone.utc))
+    store.set_clock(c)
+    yield c
+    store.set_clock(None)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from mailbot import mailbox as mailbox_mod
 from mailbot import store
 from mailbot.config import load_config
 from mailbot.daemon import run_cycle
+from conftest import SHANGHAI
 from servers import *  # noqa: F401,F403 - fixtures: dovecot, mailbox, smtp_server, smtp_server_tls_auth
 
 import shutil  # noqa: E402
@@ -25,7 +26,13 @@ import shutil  # noqa: E402
 pytestmark = pytest.mark.skipif(shutil.which("dovecot") is None and not os.path.exists("/usr/sbin/dovecot"), reason="dovecot is not installed")
 
 ROOT = Path(__file__).resolve().parent.parent
-LATER = lambda hours: store.now_utc() + dt.timedelta(hours=hours)  # noqa: E731
+LATER = lambda hours: store.now_utc() + dt.timedelta(hours=hours)  # noqa: E731 - reads the `clock` fixture
+
+
+@pytest.fixture(autouse=True)
+def _office_hours(clock):
+    """Every test here runs at 10:00 Beijing time (quiet hours would hold alerts at night)."""
+    return clock
 
 
 def write_config(tmp_path, dovecot, user, smtp, *, imap_security="plain", smtp_security="plain", smtp_user="", folders=("INBOX",), extra=""):
@@ -207,6 +214,42 @@ def test_login_refused_is_config_error_with_backoff_and_one_alert(live, monkeypa
     db = db_of(cfg)
     assert db.execute("SELECT COUNT(*) FROM outbox WHERE kind = 'alert'").fetchone()[0] == 1
     assert len(smtp.wait_for(1)) >= 1 and smtp.messages[0].rcpt_tos == ["duchashi@xixia.example"]
+
+
+def test_backoff_cleared_by_restart_check_and_manual_poll(live, monkeypatch, caplog):
+    """A fixed password works at once: `run` starting, a successful `check` and `poll` all retry now."""
+    from mailbot.daemon import clear_backoff
+
+    cfg, dovecot, user, pw, smtp = live
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong-password")
+    with caplog.at_level("ERROR", logger="mailbot"):
+        run_cycle(cfg)
+    local_next = (store.now_utc() + dt.timedelta(minutes=30)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S+0800")
+    assert f"next try at {local_next}" in caplog.text  # the log says when, in local time
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)  # the IT person fixes the password
+    assert run_cycle(cfg).skipped_poll  # the scheduled poll still waits …
+    assert run_cycle(cfg, retry_now=True).poll_error is None  # … a manual `poll` does not
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong-password")
+    run_cycle(cfg)
+    assert run_cycle(cfg).skipped_poll
+    assert clear_backoff(cfg) is True and clear_backoff(cfg) is False  # what `run` and `check` call
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", pw)
+    assert run_cycle(cfg).poll_error is None
+
+
+def test_login_refused_at_night_alert_held_until_morning(live, monkeypatch, clock):
+    """The same failure at 23:30 Beijing time: the alert is queued at once, held by quiet hours, sent at 08:00."""
+    cfg, dovecot, user, pw, smtp = live
+    night = dt.datetime.combine(clock.t.astimezone(SHANGHAI).date(), dt.time(23, 30), SHANGHAI)
+    clock.set(night.astimezone(dt.timezone.utc))
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "wrong-password")
+    rep = run_cycle(cfg)
+    assert "被拒绝" in rep.poll_error and rep.delivery.sent == 0
+    db = db_of(cfg)
+    assert db.execute("SELECT status FROM outbox WHERE kind = 'alert'").fetchall() == [("pending",)]
+    clock.set((night + dt.timedelta(hours=8, minutes=31)).astimezone(dt.timezone.utc))  # 08:01 next morning
+    assert run_cycle(cfg).delivery.sent == 1
+    assert smtp.wait_for(1)[0].rcpt_tos == ["duchashi@xixia.example"]
 
 
 def test_smtp_refusing_then_recovering_delivers_each_once(live, make_report):
