@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from . import store
 from .config import Config, Round
 from .convert import NEEDS_CONVERSION, REFUSALS, ZipLimits
-from .errors import ReportError
+from .errors import MailbotError, ReportError
 from .ledger import Unit
 from .mime import DEFAULT_MAX_DECOMPRESSED, Extracted, FoundFile, Limits, clean_msgids, decode_header, extract_files, header, load_message, parse_address, parse_cost, raw_header
 from .reports import ParsedReport, parse_document
@@ -54,9 +54,10 @@ class IngestResult:
     kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
     superseded: list[int] = field(default_factory=list)  # filled, but a report received later is on record
     warnings: list[str] = field(default_factory=list)
+    accepted_by: str | None = None  # a person assigned the unit (`mailbot accept`)
 
     def as_dict(self) -> dict:
-        """The `mailbot ingest --json` contract."""
+        """The `mailbot ingest --json` contract (also `accept --json`, `reprocess --json`)."""
         return {
             "status": self.status,
             "unit": self.unit,
@@ -64,6 +65,7 @@ class IngestResult:
             "tasks": self.tasks,
             "missing": self.missing,
             "reason": self.reason,
+            "message": self.message_row,
         }
 
 
@@ -295,12 +297,14 @@ def prepare(
     uid: int | None = None,
     analyse: bool = True,
     archived: tuple[str, Path, int] | None = None,
+    assign: Unit | None = None,
 ) -> Prepared:
     """Archive first, then decode and classify (parsing the documents). Safe to run in a worker
     thread or process: it touches no database and its result pickles.
 
     ``archived`` (digest, path, size): the message was too large to load and is already in
     the archive (`archive_from_file`); ``raw`` is then only its header.
+    ``assign``: a person decided which unit sent it (`mailbot accept`).
     """
     digest, archive_path = archived[:2] if archived else archive(cfg.state_dir, raw)
     size = archived[2] if archived else len(raw)
@@ -335,7 +339,7 @@ def prepare(
         prepared.analysis = _internal_error(cfg, received, broken)
     elif analyse:
         try:
-            prepared.analysis = _classify(cfg, msg, raw, from_addr, subject, received, size=size)
+            prepared.analysis = _classify(cfg, msg, raw, from_addr, subject, received, size=size, assign=assign)
         except Exception as err:  # noqa: BLE001 - one broken message must never stall the queue
             log.exception("internal error while classifying message %s", message_id)
             prepared.analysis = _internal_error(cfg, received, f"处理时发生内部错误（{type(err).__name__}）")
@@ -360,14 +364,16 @@ def _internal_error(cfg: Config, received: dt.datetime, what: str) -> tuple:
     return (result, [], None, None)
 
 
-def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
+def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared, *, again: int | None = None, reply_key: str = "") -> IngestResult:
     """Record a prepared message: its status, report, progress and reply in one transaction.
 
     The duplicate check runs inside the same write transaction, so two processes
-    recording the same mail at once cannot both accept it.
+    recording the same mail at once cannot both accept it. ``again``: the message is
+    already on record under that number and is processed once more (accept, reprocess):
+    its row is updated and what it recorded before is withdrawn first.
     """
     with store.write_transaction(db):
-        original = store.find_duplicate(db, p.digest, p.message_id)
+        original = None if again else store.find_duplicate(db, p.digest, p.message_id)
         if original is not None:
             result = IngestResult(
                 "duplicate",
@@ -383,12 +389,18 @@ def commit(cfg: Config, db: sqlite_utils.Database, p: Prepared) -> IngestResult:
         if p.analysis is None:
             raise ValueError("commit() needs an analysed message unless it is a duplicate")
         result, _candidates, extracted, chosen = p.analysis
-        result.message_row = _record(db, p.base, result, files=extracted.files if extracted else [])
+        files = extracted.files if extracted else []
+        if again:
+            _withdraw(db, again)
+            _record(db, p.base, result, files=files, row_id=again)
+            result.message_row = again
+        else:
+            result.message_row = _record(db, p.base, result, files=files)
         if result.status == "accepted" and chosen is not None:
             _store_report(cfg, db, result, chosen, p.received, p.message_id)
         elif result.unit and result.round and cfg.roster.get(result.unit):
             result.missing = _missing(cfg, db, result.round, result.unit)
-        _queue_reply(cfg, db, result, p.references, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen)
+        _queue_reply(cfg, db, result, p.references, p.message_id, p.from_addr, p.subject, p.received, extracted, chosen, reply_key)
     log.info("message %s from %s: %s %s %s", result.message_row, p.from_addr or "?", result.status, result.unit or "", result.reason or "")
     return result
 
@@ -417,8 +429,107 @@ def ingest(
     return commit(cfg, db, prepared)
 
 
-def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = None):
-    """``size``: the message's real size when ``raw`` holds only its header (too large to load)."""
+# --- a person's decisions on a recorded message ------------------------------------------------------
+
+INBOX_KINDS = ("quarantined", "rejected", "unverified")
+
+
+def _on_record(db, message: int) -> dict:
+    rows = list(db.query("SELECT * FROM messages WHERE id = ?", [message]))
+    if not rows:
+        raise MailbotError(f"没有第 {message} 号邮件：用 mailbot inbox 查看待处理邮件及其编号")
+    row = rows[0]
+    if row["duplicate_of"]:
+        raise MailbotError(f"第 {message} 号邮件是第 {row['duplicate_of']} 号邮件的重复：请处理第 {row['duplicate_of']} 号")
+    return row
+
+
+def _archived(cfg: Config, row: dict) -> tuple[bytes, dict]:
+    path = Path(row["archive_path"] or "")
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raise MailbotError(f"第 {row['id']} 号邮件的归档文件 {path} 无法读取：请检查 {cfg.state_dir / 'archive'}") from None
+    archived = None
+    if len(raw) > cfg.bot["max_message_bytes"]:  # read its header only, as on arrival
+        archived = (row["sha256"], path, len(raw))
+        end = raw.find(b"\r\n\r\n")
+        raw = raw[: end + 4] if end >= 0 else raw[:65536]
+    return raw, {
+        "received_at": dt.datetime.fromisoformat(row["received_at"]), "source": row["source"], "folder": row["folder"],
+        "uidvalidity": row["uidvalidity"], "uid": row["uid"], "archived": archived,
+    }
+
+
+def _again(cfg: Config, db, row: dict, action: str, actor: str, reason: str | None, unit: Unit | None) -> IngestResult:
+    raw, where = _archived(cfg, row)
+    prepared = prepare(cfg, raw, assign=unit, **where)
+    with store.write_transaction(db):
+        audit_id = store.audit(
+            db, actor, action, unit=unit.name if unit else row["unit"], round_name=row["round"], message=row["id"], reason=reason,
+            detail={"status_before": row["status"], "unit_before": row["unit"]},
+        )
+        if unit is not None:
+            prepared.analysis[0].accepted_by = actor
+        result = commit(cfg, db, prepared, again=row["id"], reply_key=f":by-{audit_id}")
+        db.conn.execute("UPDATE audit SET round = ?, detail = ? WHERE id = ?", [
+            result.round, store.dumps({"status_before": row["status"], "unit_before": row["unit"], "status": result.status}), audit_id,
+        ])
+    return result
+
+
+def accept_message(cfg: Config, db, message: int, unit: str, *, reason: str | None, actor: str) -> IngestResult:
+    """`mailbot accept`: a person says which unit sent this message. It is processed again as that
+    unit (its original received time), the decision is an audit row, and the receipt goes to the
+    sender and the unit's registered addresses."""
+    row = _on_record(db, message)
+    target = cfg.roster.get(unit) or cfg.roster.match(unit)
+    if target is None:
+        raise MailbotError(f"名册中没有单位「{unit}」：请用单位全称或别名（见 {cfg.path} 的 [[units]]）")
+    if row["status"] == "accepted" and row["verified"] and row["unit"] == target.name:
+        raise MailbotError(f"第 {message} 号邮件已登记为「{target.name}」，无需认定")
+    return _again(cfg, db, row, "accept", actor, reason, target)
+
+
+def reprocess_message(cfg: Config, db, message: int, *, actor: str, reason: str | None = None) -> IngestResult:
+    """`mailbot reprocess`: process a recorded message again with today's roster and config."""
+    row = _on_record(db, message)
+    return _again(cfg, db, row, "reprocess", actor, reason, None)
+
+
+def inbox(db, statuses: tuple[str, ...] = INBOX_KINDS) -> list[dict]:
+    """Messages that need a person: quarantined, rejected (unless the unit has reported since) and
+    accepted from an unverified sender; oldest first."""
+    wanted = [s for s in statuses if s in INBOX_KINDS]
+    clauses = []
+    if "quarantined" in wanted:
+        clauses.append("m.status = 'quarantined'")
+    if "rejected" in wanted:
+        clauses.append(
+            "(m.status = 'rejected' AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.unit = m.unit AND r.round = m.round "
+            "AND r.received_at >= m.received_at))"
+        )
+    if "unverified" in wanted:
+        clauses.append("(m.status = 'accepted' AND m.verified = 0)")
+    if not clauses:
+        return []
+    rows = db.query(
+        "SELECT m.id, m.received_at, m.from_addr, m.subject, m.status, m.verified, m.reason, m.unit, m.round FROM messages m "
+        f"WHERE m.duplicate_of IS NULL AND ({' OR '.join(clauses)}) ORDER BY m.received_at, m.id"
+    )
+    return [
+        {
+            "message": r["id"], "received_at": r["received_at"], "from_addr": r["from_addr"], "subject": r["subject"],
+            "status": "unverified" if r["status"] == "accepted" else r["status"], "reason": r["reason"], "unit": r["unit"],
+            "round": r["round"],
+        }
+        for r in rows
+    ]
+
+
+def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = None, assign: Unit | None = None):
+    """``size``: the message's real size when ``raw`` holds only its header (too large to load);
+    ``assign``: the unit a person said sent it (checks of the sender's identity are then theirs)."""
     rnd = cfg.round_for(received)
     loop_header = cfg.bot["loop_header"]
     if msg.get(loop_header) is not None or (from_addr and from_addr in cfg.own_addresses):
@@ -446,7 +557,7 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
         return IngestResult("ignored", round=None, reason=f"{auto}，不予回复", reason_code="automatic"), [], extracted, None
 
     sender_units = cfg.roster.by_email(from_addr) if from_addr else []
-    if sender_units and cfg.bot.get("trust_authentication_results", True):
+    if sender_units and cfg.bot.get("trust_authentication_results", True) and assign is None:
         failed = authentication_failure(msg)
         if failed:
             return (
@@ -505,7 +616,10 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     reports = [c for c in candidates if c.report is not None]
     chosen = max(reports, key=lambda c: len(c.report.filled)) if reports else None
 
-    unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
+    if assign is not None:
+        unit, verified, how = assign, True, "coordinator"
+    else:
+        unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
     result = IngestResult("accepted", unit=unit.name if unit else None, round=rnd.name, verified=verified, no_reply=no_reply_reason(msg))
     if unit is None:
         result.status, result.reason_code = "quarantined", "unknown_sender"
@@ -526,7 +640,7 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     report = chosen.report
     result.warnings = list(report.warnings)
     if how != "document" and report.unit and report.unit != unit.name:
-        basis = "发件邮箱登记的单位" if how == "address" else "邮件主题或附件名中的单位"
+        basis = {"address": "发件邮箱登记的单位", "coordinator": "政府办公室认定的单位"}.get(how, "邮件主题或附件名中的单位")
         result.warnings.append(
             f"表中「填报单位」写的是「{report.unit_as_written}」，与{basis}「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
         )
@@ -601,7 +715,7 @@ def _no_report_reason(extracted: Extracted | None, candidates: list[Candidate]) 
     return "no_attachment", "邮件中没有附件：请将填报好的台账以 Word 文档（.docx）附件形式发送，不要把内容粘贴在正文中"
 
 
-def _record(db, base: dict, result: IngestResult, *, duplicate_of: int | None = None, files=()) -> int:
+def _record(db, base: dict, result: IngestResult, *, duplicate_of: int | None = None, files=(), row_id: int | None = None) -> int:
     row = dict(
         base,
         status=result.status,
@@ -616,7 +730,38 @@ def _record(db, base: dict, result: IngestResult, *, duplicate_of: int | None = 
         files=store.dumps([{"name": f.name, "kind": f.kind, "sha256": f.sha256, "path": f.path} for f in files]),
         processed_at=store.iso(store.now_utc()),
     )
+    if row_id is not None:
+        row.pop("source", None)  # how it first arrived stays
+        db.conn.execute(f"UPDATE messages SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?", [*row.values(), row_id])
+        return row_id
     return store.insert(db, "messages", row)
+
+
+def _withdraw(db, message: int) -> None:
+    """Undo what a message recorded (its reports and progress versions) before it is processed again;
+    each task it touched falls back to the newest version from another message."""
+    reports = [r[0] for r in db.conn.execute("SELECT id FROM reports WHERE message = ?", [message])]
+    if not reports:
+        return
+    marks = ", ".join("?" for _ in reports)
+    touched = db.conn.execute(
+        f"SELECT DISTINCT round, unit, task FROM progress_history WHERE report IN ({marks})", reports
+    ).fetchall()
+    db.conn.execute(f"DELETE FROM progress WHERE report IN ({marks})", reports)
+    db.conn.execute(f"DELETE FROM progress_history WHERE report IN ({marks})", reports)
+    db.conn.execute(f"DELETE FROM reports WHERE id IN ({marks})", reports)
+    for round_name, unit, task in touched:
+        latest = db.conn.execute(
+            "SELECT h.progress, h.report, h.received_at, m.message_id FROM progress_history h "
+            "JOIN reports r ON r.id = h.report JOIN messages m ON m.id = r.message "
+            "WHERE h.round = ? AND h.unit = ? AND h.task = ? ORDER BY h.received_at DESC, h.id DESC LIMIT 1",
+            [round_name, unit, task],
+        ).fetchone()
+        if latest is not None:
+            db.conn.execute(
+                "INSERT OR REPLACE INTO progress (round, unit, task, progress, report, received_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [round_name, unit, task, latest[0], latest[1], latest[2], latest[3] or ""],
+            )
 
 
 def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
@@ -683,7 +828,7 @@ def _deadline_text(rnd: Round) -> str:
     return f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日"
 
 
-def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, subject, received, extracted, chosen) -> None:
+def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, subject, received, extracted, chosen, reply_key="") -> None:
     from .outbox import queue_mail
 
     if result.status not in ("accepted", "rejected") or result.unit is None:
@@ -696,7 +841,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
     unit = cfg.roster.get(result.unit)
     rnd = cfg.round_named(result.round)
     to = [from_addr] if from_addr else list(unit.emails)  # no usable From: the unit itself must hear of it
-    cc = [] if result.verified else list(unit.emails)
+    cc = [a for a in unit.emails if a not in to] if (not result.verified or result.accepted_by) else []
     common = {
         "unit": unit.name,
         "round": cfg.round_label(rnd),
@@ -726,7 +871,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
         if result.missing:
             title += f"，尚缺{len(result.missing)}项"
         queue_mail(
-            db, cfg, dedupe_key=f"ack:{result.message_row}", kind="ack", to=to, cc=cc, subject=title, template="ack", context=ctx,
+            db, cfg, dedupe_key=f"ack:{result.message_row}{reply_key}", kind="ack", to=to, cc=cc, subject=title, template="ack", context=ctx,
             unit=unit.name, round_name=rnd.name, message_row=result.message_row, in_reply_to=message_id, references=refs,
         )
     else:
@@ -745,7 +890,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
                 log.error("could not prepare the blank form for %r: %s", unit.name, err)
         ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
         queue_mail(
-            db, cfg, dedupe_key=f"reject:{result.message_row}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",
+            db, cfg, dedupe_key=f"reject:{result.message_row}{reply_key}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",
             template="reject", context=ctx, unit=unit.name, round_name=rnd.name, message_row=result.message_row,
             in_reply_to=message_id, references=refs, attachments=attachments,
         )

@@ -18,7 +18,7 @@ from .errors import MailbotError
 if TYPE_CHECKING:  # imported where a database is opened: parse workers never load it
     import sqlite_utils
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SchemaError(MailbotError):
@@ -239,7 +239,16 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_outbox_sent_at ON outbox (sent_at)")
 
 
-MIGRATIONS = [(2, _v2)]  # (version it produces, function); append, never edit a released one
+def _v3(db: sqlite_utils.Database) -> None:
+    """The audit trail: every action a person took (accept, reprocess …): who, when, what, why."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+        "unit TEXT, round TEXT, message INTEGER REFERENCES messages(id), reason TEXT, detail TEXT)"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS idx_audit_message ON audit (message)")
+
+
+MIGRATIONS = [(2, _v2), (3, _v3)]  # (version it produces, function); append, never edit a released one
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -320,6 +329,15 @@ def export_rows(db: sqlite_utils.Database) -> list[dict]:
         db.query(
             "SELECT round, unit, task, progress, received_at, message_id FROM progress ORDER BY round, unit, task"
         )
+    )
+
+
+def audit(db, actor: str, action: str, *, unit=None, round_name=None, message=None, reason=None, detail=None) -> int:
+    """One row of the audit trail (inside the caller's transaction)."""
+    return insert(
+        db, "audit",
+        {"at": iso(now_utc()), "actor": actor, "action": action, "unit": unit, "round": round_name, "message": message,
+         "reason": reason, "detail": dumps(detail) if detail is not None else None},
     )
 
 
