@@ -6,8 +6,12 @@ Every form rendered here must parse back with mailbot.reports (tested per unit).
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import re
+from email.utils import parseaddr
 from pathlib import Path
+from typing import Iterable
 
 from docxtpl import DocxTemplate, RichText
 
@@ -23,8 +27,12 @@ def form_context(
     progress: dict[int, str] | None = None,
     contact: str = "",
     phone: str = "",
+    intro: str | None = None,
 ) -> dict:
-    """The template context: sections → item groups → tasks (only the unit's tasks when a unit is given)."""
+    """The template context: sections → item groups → tasks (only the unit's tasks when a unit is given).
+
+    ``intro``: the note under the title; None: the ledger's own (see ``configured_intro``).
+    """
     mine = set(roster.tasks_of(unit, ledger)) if unit is not None and roster is not None else None
     progress = progress or {}
     sections = []
@@ -49,7 +57,7 @@ def form_context(
             sections.append({"label": section.label, "groups": groups})
     return {
         "title": ledger.title,
-        "intro": ledger.intro,
+        "intro": ledger.intro if intro is None else intro,
         "unit_name": unit.name if unit is not None else "",
         "contact": contact,
         "phone": phone,
@@ -67,17 +75,58 @@ def render_form(
     roster: Roster | None = None,
 ) -> bytes:
     """The ledger form as .docx bytes: blank (填报版) or, with ``progress``, filled in."""
+    intro = None
     if isinstance(cfg_or_ledger, Config):
         ledger, roster = cfg_or_ledger.ledger, roster or cfg_or_ledger.roster
+        intro = configured_intro(cfg_or_ledger)
     else:
         ledger = cfg_or_ledger
     if isinstance(unit, str):
         unit = roster.get(unit) if roster else None
     tpl = DocxTemplate(str(templates_dir() / "forms" / "ledger_form.docx"))
-    tpl.render(form_context(ledger, roster, unit, progress, contact, phone), autoescape=True)
+    tpl.render(form_context(ledger, roster, unit, progress, contact, phone, intro), autoescape=True)
     buf = io.BytesIO()
     tpl.save(buf)
     return buf.getvalue()
+
+
+# The ledger's note names the deadlines ("分别于2023年8月15日、12月5日前报送") and the mailbox
+# ("政务公开邮箱:xxqzwgk001@163.com") as they were when the ledger was issued; the form says what
+# the config says now.
+_CN_DATE = r"(?:\d{4}\s*年\s*)?\d{1,2}\s*月\s*\d{1,2}\s*日"
+_DEADLINES = re.compile(rf"(?:分别)?于\s*{_CN_DATE}(?:\s*[、，,和及与]\s*{_CN_DATE})*")
+_ADDRESS = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+
+
+def chinese_dates(dates: Iterable[dt.date]) -> str:
+    """2023年8月25日、12月5日: the year only where it changes."""
+    out, year = [], None
+    for d in dates:
+        out.append(f"{d.month}月{d.day}日" if d.year == year else f"{d.year}年{d.month}月{d.day}日")
+        year = d.year
+    return "、".join(out)
+
+
+def configured_mailbox(cfg: Config) -> str:
+    """The address reports go to: [smtp] from (its address part), else [imap] user, else [smtp] user."""
+    for value in (cfg.smtp.from_addr, cfg.imap.user, cfg.smtp.user):
+        address = parseaddr(value or "")[1]
+        if "@" in address:
+            return address
+    return ""
+
+
+def configured_intro(cfg: Config, intro: str | None = None) -> str:
+    """The ledger's note with its deadlines and mailbox taken from the config (rounds, [smtp] from)."""
+    intro = cfg.ledger.intro if intro is None else intro
+    rounds = [r for r in cfg.rounds if r.opens.year == cfg.ledger.year] or list(cfg.rounds)
+    if rounds:
+        dates = chinese_dates(sorted(r.deadline for r in rounds))
+        intro = _DEADLINES.sub(lambda _m: ("分别于" if len(rounds) > 1 else "于") + dates, intro, count=1)
+    mailbox = configured_mailbox(cfg)
+    if mailbox:
+        intro = _ADDRESS.sub(lambda _m: mailbox, intro)
+    return intro
 
 
 def write_form(path: str | Path, *args, **kwargs) -> Path:

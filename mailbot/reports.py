@@ -33,6 +33,11 @@ from .ledger import Ledger, Roster, normalize_text
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 MC_NS = "http://schemas.openxmlformats.org/markup-compatibility/2006"
 REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+# Word's "Strict Open XML Document" uses other namespace URIs for the same markup:
+# http://purl.oclc.org/ooxml/<area>/<name> is http://schemas.openxmlformats.org/<area>/2006/<name>
+# (wordprocessingml/main, officeDocument/relationships, drawingml/main, officeDocument/math …).
+STRICT_PREFIX = "{http://purl.oclc.org/ooxml/"
+_STRICT_NS = re.compile(rb"http://purl\.oclc\.org/ooxml/([A-Za-z]+)/([A-Za-z]+)")
 
 
 def _w(tag: str) -> str:
@@ -87,6 +92,7 @@ class ParsedReport:
     entries: list[Entry]
     warnings: list[str] = field(default_factory=list)
     converted_from: str | None = None
+    round_text: str = ""  # the title and notes above the table: may name the round (年中, 年底)
 
     def as_dict(self) -> dict:
         """The `mailbot parse --json` contract."""
@@ -144,15 +150,31 @@ def _load_parts(data: bytes) -> tuple[etree._Element, etree._Element | None]:
     xml = read_member(zf, main, MAX_XML_BYTES)
     if xml is None:
         raise ReportError("Word 文档不完整（缺少正文部分）：请重新保存后再发送", "corrupt")
-    document = _parse_xml(xml)
+    document = _transitional(_parse_xml(xml))
     numbering = None
     numbering_xml = read_member(zf, main.rsplit("/", 1)[0] + "/numbering.xml", MAX_XML_BYTES)
     if numbering_xml and b"numPr" in xml:
         try:
-            numbering = _parse_xml(numbering_xml)
+            numbering = _transitional(_parse_xml(numbering_xml))
         except ReportError:
             numbering = None  # numbering labels are a nicety; the text is what matters
     return document, numbering
+
+
+def _transitional(root: etree._Element) -> etree._Element:
+    """A Strict Open XML part rewritten into the transitional namespaces the parser reads.
+
+    Decided by the root element alone (w:document / w:numbering carry the main namespace),
+    so a transitional part costs one string test; a strict one is serialized once (as UTF-8,
+    whatever it was written in), its namespace URIs mapped, and parsed again.
+    """
+    if not root.tag.startswith(STRICT_PREFIX):
+        return root
+    xml = _STRICT_NS.sub(rb"http://schemas.openxmlformats.org/\1/2006/\2", etree.tostring(root, encoding="utf-8"))
+    try:
+        return etree.fromstring(xml, _XML_PARSER)
+    except etree.XMLSyntaxError as err:
+        raise ReportError("Word 文档内容已损坏，无法读取：请重新保存后再发送", "corrupt") from err
 
 
 def _main_part_name(zf) -> str:
@@ -619,21 +641,43 @@ def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None,
     lt = find_ledger_table(document, numbering)
     nums = lt.nums
     warnings: list[str] = []
-    found_entries: dict[int, Entry] = {}
+    # A task the unit split into several rows (细化措施: 序号 merged down, the row copied with its
+    # 序号, or 序号 left blank under the task) is one run of adjacent rows: their progress texts
+    # are kept in order. The same task again elsewhere in the table is a conflict: first wins.
+    runs: list[tuple[int, list[str]]] = []
+    run_cells: set[int] = set()  # progress cells already read for the open run (a merged cell once)
+    run_open = False
     merged_progress: dict[int, list[int]] = {}
     for row in lt.rows:
         if row.section is not None:
+            run_open = False
             continue
         task = _task_of_row(row.cells, row.roles, nums, ledger, warnings)
         pcell = _cell_at(row.cells, row.roles["progress"])
         progress = pcell.text(nums) if pcell is not None else ""
+        if task is None and run_open and _continues_task(row, nums):
+            task = runs[-1][0]
         if task is None:
+            run_open = False
             if progress:
                 snippet = progress.replace("\n", " ")[:30]
                 warnings.append(f"有一行无法对应到台账任务（序号和主要内容都无法识别），其进展内容未记录：「{snippet}」")
             continue
         if pcell is not None and (pcell.origin is not pcell or _spans_rows(pcell, row.grid, row.index)):
-            merged_progress.setdefault(id(pcell.origin), []).append(task)
+            tasks = merged_progress.setdefault(id(pcell.origin), [])
+            if task not in tasks:
+                tasks.append(task)
+        if not run_open or runs[-1][0] != task:
+            runs.append((task, []))
+            run_cells.clear()
+            run_open = True
+        key = id(pcell.origin) if pcell is not None else None
+        if progress and key not in run_cells:
+            runs[-1][1].append(progress)
+        run_cells.add(key)
+    found_entries: dict[int, Entry] = {}
+    for task, parts in runs:
+        progress = "\n".join(parts)
         previous = found_entries.get(task)
         if previous is None:
             found_entries[task] = Entry(task, progress)
@@ -662,6 +706,7 @@ def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None,
         phone=phone,
         entries=entries,
         warnings=warnings,
+        round_text=_text_above(lt.blocks, lt.table, lt.header_row, lt.grid, nums),
     )
 
 
@@ -673,23 +718,38 @@ def _spans_rows(cell: Cell, grid: list[list[Cell]], r: int) -> bool:
 
 
 def _task_of_row(row: list[Cell], roles: dict[str, int], nums: Numbering, ledger: Ledger, warnings: list[str]) -> int | None:
-    number = None
+    number, merged_number = None, None
     if "number" in roles:
         ncell = _cell_at(row, roles["number"])
-        if ncell is not None and ncell.origin is ncell:
-            number = _parse_number(ncell.text(nums))
+        if ncell is not None:
+            if ncell.origin is ncell:
+                number = _parse_number(ncell.text(nums))
+            else:  # 序号 merged down from the row above: that row's task, unless 主要内容 says otherwise
+                merged_number = _parse_number(ncell.text(nums))
     by_content = None
     if "content" in roles:
         ccell = _cell_at(row, roles["content"])
         if ccell is not None:
             # The raw string of the cell is enough to recognise the task (and much cheaper).
             by_content = ledger.match_content(_STRING(ccell.origin.tc))
+    if number is None and by_content is None and merged_number is not None and ledger.task(merged_number) is not None:
+        return merged_number
     if number is not None and ledger.task(number) is not None:
         if by_content is not None and by_content != number:
             warnings.append(f"表格中序号为{number}的一行，其主要内容属于任务{by_content}，已按主要内容记为任务{by_content}")
             return by_content
         return number
     return by_content
+
+
+def _continues_task(row: Row, nums: Numbering) -> bool:
+    """A row added under a task (细化措施): neither its 序号 nor its 主要内容 says anything."""
+    for role in ("number", "content"):
+        if role in row.roles:
+            cell = _cell_at(row.cells, row.roles[role])
+            if cell is not None and normalize_text(cell.text(nums)):
+                return False
+    return True
 
 
 # --- 填报单位 / 联系人 / 联系电话 -------------------------------------------------------------------
@@ -713,6 +773,17 @@ def _clean_value(value: str | None) -> str | None:
     v = v.strip(" \t　:：,，;；、")
     v = re.sub(r"\s{2,}", " ", v)
     return v or None
+
+
+def _text_above(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering, limit: int = 2000) -> str:
+    """The title and notes above the ledger table's header (where a form may say 年中 or 年底)."""
+    parts: list[str] = []
+    for block in blocks:
+        if block is ledger_tbl:
+            parts.extend(_row_line(row, nums) for row in ledger_grid[:header_row_idx])
+            break
+        parts.append(_paragraph_text(block, nums) if block.tag == P else "")
+    return "\n".join(p for p in parts if p)[:limit]
 
 
 def _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering) -> tuple[str | None, str | None, str | None]:

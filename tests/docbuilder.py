@@ -419,6 +419,9 @@ def build_report(
     numbered_progress: Mapping[int, Sequence[str]] | None = None,
     header_cell_breaks: bool = False,
     block_sdt_table: bool = False,
+    extra_rows: Mapping[int, Sequence[str]] | None = None,
+    extra_rows_style: str = "vmerge",
+    stray_rows: Mapping[int, tuple[int, str]] | None = None,
 ) -> Path:
     """Build a filled-in (or blank) 任务落实台账 .docx at ``path`` and return its Path.
 
@@ -529,6 +532,22 @@ def build_report(
     cells that are EMPTY (their ``progress`` entries are ignored; any other feature
     on them raises ValueError).  A correct parser should attribute the text to every
     task in a..b (or at least to a), never to the tasks outside.
+
+    Tasks split into several rows (细化措施), as units do when they add rows under a task:
+
+    * ``extra_rows={n: ["text2", "text3"]}``: after task n's row, one row per entry whose
+      进展落实情况 cell holds that text ("\n" separates paragraphs; "" leaves it empty).
+      The 重点工作 cell of these rows is always part of the item's vertical merge.  The
+      other cells depend on ``extra_rows_style``:
+      ``"vmerge"`` → 序号, 主要内容, 量化指标, 责任单位, 完成时限 (and the extra column) are
+      vertically merged from task n's row down over the added rows;
+      ``"vmerge_number"`` → only 序号 is merged down; the other cells are empty;
+      ``"copy"`` → the row is copied: the same 序号 text (no numPr), 主要内容 … 完成时限;
+      ``"blank"`` → those cells are empty.
+      A correct parser gives task n the texts of its rows in order, joined by "\n".
+    * ``stray_rows={a: (n, text)}``: after task a's row (and its extra rows) a full copy of
+      task n's row (序号, 重点工作, 主要内容 …, not merged with anything) with ``text`` as
+      its progress: the same task in a second, non-adjacent place of the table.
     """
     path = Path(path)
     progress = dict(progress or {})
@@ -541,6 +560,10 @@ def build_report(
     image_in = set(image_in or ())
     numbered_progress = dict(numbered_progress or {})
     drop_columns = tuple(drop_columns)
+    extra_rows = {n: list(texts) for n, texts in (extra_rows or {}).items()}
+    stray_rows = dict(stray_rows or {})
+    if extra_rows_style not in ("vmerge", "vmerge_number", "copy", "blank"):
+        raise ValueError(f"unknown extra_rows_style: {extra_rows_style!r}")
 
     unknown = [c for c in drop_columns if c not in COLUMNS]
     if unknown:
@@ -759,6 +782,28 @@ def build_report(
                 _set_cell_text(cell, "无", align=WD_ALIGN_PARAGRAPH.CENTER)
         return idx
 
+    def add_plain_row(t, task, text, *, identify: bool, item: bool):
+        """A row with ``text`` in its progress cell; the task's other cells written if ``identify``."""
+        row = t.add_row()
+        _set_widths(row, widths)
+        for cell, name in zip(row.cells, columns):
+            if name == "进展落实情况":
+                _set_cell_text(cell, text)
+            elif name == "重点工作":
+                if item:
+                    _set_cell_text(cell, task.get("item", ""), align=WD_ALIGN_PARAGRAPH.CENTER)
+            elif not identify:
+                continue
+            elif name == "序号":
+                _set_cell_text(cell, _format_number(task["number"], number_style), align=WD_ALIGN_PARAGRAPH.CENTER)
+            elif name in _COLUMN_KEYS:
+                _set_cell_text(cell, task.get(_COLUMN_KEYS[name], ""))
+            else:  # extra column
+                _set_cell_text(cell, "无", align=WD_ALIGN_PARAGRAPH.CENTER)
+        return len(t.rows) - 1
+
+    tasks_by_number = {t["number"]: t for t in tasks}
+
     # ---- emit rows
     table = None
     task_rows: dict[int, tuple[dict, int]] = {}
@@ -781,11 +826,22 @@ def build_report(
             item = task.get("item", "")
             same = group_start is not None and group_start[0] == item
             idx = add_task_row(table, task, group_start[1] if same else None)
+            last = idx
+            for text in extra_rows.get(task["number"], ()):
+                last = add_plain_row(table, task, text, identify=extra_rows_style == "copy", item=False)
+            if last != idx and extra_rows_style in ("vmerge", "vmerge_number"):
+                entry["merges"].append(("cols" if extra_rows_style == "vmerge" else "number", idx, last))
             if same:
-                entry["merges"].append(("item", group_start[1], idx))
+                entry["merges"].append(("item", group_start[1], last))
             else:
                 group_start = (item, idx)
+                if last != idx:
+                    entry["merges"].append(("item", idx, last))
             task_rows[task["number"]] = (entry, idx)
+            if task["number"] in stray_rows:
+                other, text = stray_rows[task["number"]]
+                add_plain_row(table, tasks_by_number[other], text, identify=True, item=True)
+                group_start = None
 
     if merge_progress is not None and pcol is not None:
         a, b = merge_progress
@@ -808,6 +864,11 @@ def build_report(
             if col is None:
                 continue
             t.cell(ra, col).merge(t.cell(rb, col))
+        for kind, ra, rb in entry["merges"]:
+            if kind in ("cols", "number"):  # a task's identifying cells over its extra rows
+                for ci, name in enumerate(columns):
+                    if name not in ("重点工作", "进展落实情况") and (kind == "cols" or name == "序号"):
+                        t.cell(ra, ci).merge(t.cell(rb, ci))
 
     doc.add_paragraph()  # body must not end with a table
 

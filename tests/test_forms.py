@@ -54,6 +54,70 @@ def test_filled_form_escapes_and_keeps_lines(cfg):
     assert (report.contact, report.phone) == ("王五", "0951-5550000")
 
 
+def _form_text(data: bytes) -> tuple[str, str]:
+    """(the intro paragraph, all the document's text) of a rendered form."""
+    doc = Document(io.BytesIO(data))
+    paragraphs = [p.text for p in doc.paragraphs]
+    cells = [c.text for t in doc.tables for r in t.rows for c in r.cells]
+    intro = next(p for p in paragraphs if p.startswith("《"))
+    return intro, "\n".join(paragraphs + cells)
+
+
+def test_form_intro_follows_the_configured_rounds_and_mailbox(cfg_path):
+    from mailbot.config import load_config
+
+    text = cfg_path.read_text(encoding="utf-8")
+    assert text.count("deadline = 2023-08-15") == 1 and text.count('from = "xxqzwgk001@163.com"') == 1
+    text = text.replace("deadline = 2023-08-15", "deadline = 2023-08-25").replace('from = "xxqzwgk001@163.com"', 'from = "zwgk@xixia.example"')
+    cfg_path.write_text(text, encoding="utf-8")
+    cfg = load_config(cfg_path)
+    data = render_form(cfg, "民政局")
+    intro, everything = _form_text(data)
+    assert "分别于2023年8月25日、12月5日前报送政府办公室" in intro
+    assert "政务公开邮箱:zwgk@xixia.example，" in intro
+    assert "8月15日" not in intro and "xxqzwgk001@163.com" not in everything
+    # (task 30's 主要内容 quotes the 工作要点 itself, 8月15日 included: ledger text, left as issued)
+    assert intro.startswith("《银川市西夏区2023年政务公开工作要点》") and intro.endswith("年度扣分。")
+    report = parse_document(data, cfg.ledger, cfg.roster)  # still the unit's form
+    assert report.unit == "民政局" and report.warnings == []
+    assert "8月25日" in _form_text(render_form(cfg))[0]  # the whole form too
+
+
+def test_form_intro_takes_the_address_part_of_a_display_name(cfg):
+    import dataclasses
+
+    from mailbot.forms import configured_intro, configured_mailbox
+
+    cfg.smtp = dataclasses.replace(cfg.smtp, from_addr="政务公开邮箱 <zwgk@xixia.example>")
+    assert configured_mailbox(cfg) == "zwgk@xixia.example"
+    intro = configured_intro(cfg)
+    assert "政务公开邮箱:zwgk@xixia.example，" in intro and "<" not in intro and "xxqzwgk001" not in intro
+    cfg.smtp = dataclasses.replace(cfg.smtp, from_addr="")
+    cfg.imap = dataclasses.replace(cfg.imap, user="shoujian@xixia.example")
+    assert configured_mailbox(cfg) == "shoujian@xixia.example"  # no [smtp] from: the mailbox read
+
+
+def test_form_intro_dates_one_round_and_across_years(cfg):
+    import dataclasses
+
+    from mailbot.forms import chinese_dates, configured_intro
+
+    assert chinese_dates([dt.date(2023, 8, 25), dt.date(2023, 12, 5)]) == "2023年8月25日、12月5日"
+    assert chinese_dates([dt.date(2023, 12, 5), dt.date(2024, 1, 10)]) == "2023年12月5日、2024年1月10日"
+    first, second = cfg.rounds
+    cfg.rounds = (dataclasses.replace(first, deadline=dt.date(2023, 8, 31)),)
+    assert "并将落实进展情况于2023年8月31日前报送" in configured_intro(cfg)
+    cfg.rounds = (first, dataclasses.replace(second, deadline=dt.date(2024, 1, 10)))
+    assert "分别于2023年8月15日、2024年1月10日前报送" in configured_intro(cfg)
+
+
+def test_form_intro_unchanged_when_the_config_says_what_the_ledger_says(cfg):
+    from mailbot.forms import configured_intro
+
+    assert [r.deadline for r in cfg.rounds] == [dt.date(2023, 8, 15), dt.date(2023, 12, 5)]
+    assert configured_intro(cfg) == cfg.ledger.intro
+
+
 def test_ledger_import_round_trip(cfg):
     assert import_ledger(render_form(cfg)).to_dict() == cfg.ledger.to_dict()
 

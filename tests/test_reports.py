@@ -1220,3 +1220,56 @@ def test_hiding_constructs_take_the_full_text_selection(make_report, ledger, ros
     root = etree.fromstring(zipfile.ZipFile(io.BytesIO(data)).read("word/document.xml"))
     assert visible_text_selector(root) is _VISIBLE
     assert "删" not in _one_task(parse(data, ledger, roster), 19)
+
+
+# =========================================================================== Strict Open XML
+
+_TRANSITIONAL_NS = re.compile(rb"http://schemas\.openxmlformats\.org/(wordprocessingml|officeDocument|drawingml|schemaLibrary)/2006/([A-Za-z]+)")
+
+
+def to_strict(docx: bytes) -> bytes:
+    """The same document as Word saves it with "Strict Open XML Document": every part's
+    wordprocessingml / officeDocument / drawingml namespace and relationship type in the
+    purl.oclc.org/ooxml form (document.xml, numbering, styles, settings, the rels and
+    [Content_Types].xml; OPC and markup-compatibility namespaces are the same in both)."""
+
+    def strict(body: bytes) -> bytes:
+        return _TRANSITIONAL_NS.sub(rb"http://purl.oclc.org/ooxml/\1/\2", body)
+
+    names = zipfile.ZipFile(io.BytesIO(docx)).namelist()
+    parts = {n: strict for n in names if n.endswith((".xml", ".rels"))}
+    out = rezip(docx, replace=parts)
+    document = zipfile.ZipFile(io.BytesIO(out)).read("word/document.xml")
+    assert b"http://purl.oclc.org/ooxml/wordprocessingml/main" in document and W_NS.encode() not in document
+    rels = zipfile.ZipFile(io.BytesIO(out)).read("_rels/.rels")
+    assert b"http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument" in rels
+    return out
+
+
+STRICT_VARIANTS = {
+    "plain": ({}, {}),
+    "rich": (RICH_PROGRESS, RICH_OPTIONS),  # tracked changes, content control, hyperlink, numbering, merges
+    "split_tables_auto_numbers": ({n: f"进展{n}" for n in ALL_TASKS}, dict(split_tables=True, number_style="auto")),
+    "table_header": ({7: "甲\n乙"}, dict(header_style="table", cover_letter=True)),
+}
+
+
+@pytest.mark.parametrize("variant", list(STRICT_VARIANTS), ids=list(STRICT_VARIANTS))
+def test_strict_open_xml_parses_like_its_transitional_twin(variant, make_report, ledger, roster, plain_docx):
+    progress, options = STRICT_VARIANTS[variant]
+    transitional = plain_docx if variant == "plain" else make_report(progress, **options).read_bytes()
+    expected = parse(transitional, ledger, roster).as_dict()
+    assert [e for e in expected["entries"] if e["progress"]], "the twin must have some progress"
+    assert parse(to_strict(transitional), ledger, roster).as_dict() == expected
+
+
+def test_strict_hidden_text_stays_hidden(make_report, ledger, roster):
+    data = to_strict(make_report({19: "x"}, tracked={19: ("删", "增")}, sdt={20: "控件"}).read_bytes())
+    got = {e.task: e.progress for e in parse(data, ledger, roster).entries}
+    assert got[19] == "x增" and got[20] == "控件"
+
+
+def test_strict_form_imports_as_a_ledger(ledger):
+    from mailbot.forms import import_ledger, render_form
+
+    assert import_ledger(to_strict(render_form(ledger))).to_dict() == ledger.to_dict()
