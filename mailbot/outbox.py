@@ -16,6 +16,8 @@ import socket
 import sqlite3
 import time
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -121,11 +123,22 @@ class DeliveryStats:
     suppressed: int = 0
 
 
+def from_header(name: str, addr: str) -> Address | str:
+    """The From value: a structured address, so the display name is quoted when it needs it and
+    RFC 2047-encoded (UTF-8) when it is Chinese. A value Address refuses (an [smtp] user that is
+    a login name rather than an address, used as the sender) falls back to formataddr, as before."""
+    name = " ".join((name or "").split())
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError, HeaderParseError):
+        return formataddr((name, addr), charset="utf-8")
+
+
 def build_email(cfg: Config, row: dict) -> EmailMessage:
     """The MIME message for an outbox row: text + HTML, threading and anti-loop headers."""
     msg = EmailMessage()
     from_addr = cfg.smtp.from_addr or cfg.smtp.user
-    msg["From"] = formataddr((cfg.smtp.options.get("from_name") or cfg.bot.get("office_name", ""), from_addr))
+    msg["From"] = from_header(cfg.smtp.from_name or cfg.bot.get("office_name", ""), from_addr)
     msg["To"] = ", ".join(json.loads(row["to_addrs"]))
     cc = json.loads(row["cc_addrs"] or "[]")
     if cc:
@@ -211,9 +224,11 @@ def _over_rate_limit(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
 def _too_old(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
     if row["kind"] not in REPLY_KINDS or not row["message"]:
         return False
-    msg = db["messages"].get(row["message"])
-    received = dt.datetime.fromisoformat(msg["received_at"])
-    return now - received > dt.timedelta(days=int(cfg.bot.get("reply_max_age_days", 14)))
+    if ":by-" in (row.get("dedupe_key") or ""):
+        since = row["created_at"]  # a person accepted an old mail just now: its receipt is news
+    else:
+        since = db["messages"].get(row["message"])["received_at"]
+    return now - dt.datetime.fromisoformat(since) > dt.timedelta(days=int(cfg.bot.get("reply_max_age_days", 14)))
 
 
 def _finish(db, row_id: int, **fields) -> None:
