@@ -1,18 +1,24 @@
 """The command line: parse arguments, call one library function, print the result.
 
 Errors meant for people (MailbotError) become one line on stderr and exit 1;
-nothing else is caught here, so a real bug still shows its traceback.
+nothing else is caught here, so a real bug still shows its traceback. Every word
+argparse prints is Chinese too (see `_ZH`), and a mistyped command gets a suggestion.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import datetime as dt
+import difflib
 import io
 import json
+import logging
+import os
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from . import __version__, store
@@ -49,6 +55,93 @@ def _read_file(path: str) -> bytes:
         raise MailbotError(f"{path} 是目录，不是文件") from None
     except OSError as err:
         raise MailbotError(f"无法读取文件 {path}：{err.strerror}") from None
+
+
+def _actor() -> str:
+    """Who runs this command (the OS user), for the audit trail."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "unknown"
+    except Exception:  # noqa: BLE001 - no user name in the environment nor in the password database
+        return "unknown"
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """`\\r已处理 123/5000` on stderr while long work runs; nothing at all when stderr is not a terminal.
+
+    Called as ``progress(done, total)``; redraws at most every ``interval`` seconds (and at the end).
+    """
+
+    def __init__(self, label: str = "已处理", stream=None, interval: float = 0.2):
+        self.label, self.interval = label, interval
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = _isatty(self.stream)
+        self.shown = False
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < self.interval:
+            return
+        self._last = now
+        self._write(f"\r{self.label} {done}/{total}")
+
+    def note(self, text: str) -> None:
+        """A one-off status line (work whose size is not known)."""
+        if self.enabled:
+            self._write(f"\r{text}")
+
+    def _write(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\x1b[K")
+            self.stream.flush()
+            self.shown = True
+        except OSError:
+            self.enabled = False
+
+    def close(self) -> None:
+        if self.shown:
+            self._write("\r")
+            self.shown = False
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LocalTimeFormatter(logging.Formatter):
+    """Log times in the office's time zone ([bot] timezone) with the UTC offset: 2023-08-10 10:00:00+0800."""
+
+    default_time_format = "%Y-%m-%d %H:%M:%S%z"
+
+    def __init__(self, fmt: str | None = None, tz: dt.tzinfo | None = None):
+        super().__init__(fmt)
+        self.tz = tz
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        t = dt.datetime.fromtimestamp(record.created, self.tz) if self.tz else dt.datetime.fromtimestamp(record.created).astimezone()
+        return t.strftime(datefmt or self.default_time_format)
+
+
+STATUS_LABELS = {"accepted": "登记", "rejected": "退回", "quarantined": "隔离", "duplicate": "重复", "ignored": "忽略"}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    """「登记 150，重复 3」 in a fixed order, with the words the daemon's summary uses."""
+    order = list(STATUS_LABELS) + sorted(k for k in counts if k not in STATUS_LABELS)
+    return "，".join(f"{STATUS_LABELS.get(k, k)} {counts[k]}" for k in order if counts.get(k))
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -108,6 +201,108 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def _message_number(text: str) -> int:
+    """A message number as people write it: 12, #12, 第12号."""
+    digits = text.strip().removeprefix("#").removeprefix("第").removesuffix("号").strip()
+    if not digits.isdigit():
+        raise MailbotError(f"邮件编号应为数字（见 mailbot inbox 或日报），而不是「{text}」")
+    return int(digits)
+
+
+def _describe_decision(number: int, result, verb: str) -> str:
+    """One line about a message the coordinator accepted or reprocessed."""
+    if result.status == "accepted":
+        tasks = f"任务 {'、'.join(map(str, result.tasks))}" if result.tasks else "未填写任何任务"
+        where = "，".join(x for x in (result.round, tasks) if x)
+        reply = f"，未发回执（{result.no_reply}）" if getattr(result, "no_reply", None) else "，回执已排队发送"
+        line = f"第 {number} 号邮件{verb}「{result.unit}」并登记（{where}）{reply}" if result.unit else f"第 {number} 号邮件已登记（{where}）{reply}"
+        missing = result.missing
+        if missing:
+            line += f"；尚缺任务 {'、'.join(map(str, missing))}" if len(missing) <= 8 else f"；尚缺 {len(missing)} 项任务"
+    else:
+        label = {"rejected": "已退回", "quarantined": "已隔离", "duplicate": "是重复邮件", "ignored": "已忽略"}.get(result.status, result.status)
+        line = f"第 {number} 号邮件未能登记：{label}" + (f"（{result.unit}）" if result.unit else "")
+        if result.reason:
+            line += f"，原因：{result.reason}"
+    return line
+
+
+def _print_decision(args, number: int, result, verb: str) -> int:
+    if args.json:
+        _print_json(result.as_dict())
+        return 0
+    print(_describe_decision(number, result, verb))
+    for w in result.warnings:
+        print(f"  注意：{w}")
+    return 0
+
+
+def _decide(args, verb: str, act) -> int:
+    """Run a person's decision on message ``args.message``: ``act(cfg, db, number)`` returns its result."""
+    cfg = _config(args)
+    number = _message_number(args.message)
+    db = store.open_db(cfg.db_path)
+    try:
+        result = act(cfg, db, number)
+    finally:
+        db.close()
+    return _print_decision(args, number, result, verb)
+
+
+def cmd_accept(args) -> int:
+    from .intake import accept_message
+
+    return _decide(args, "已认定为", lambda cfg, db, n: accept_message(cfg, db, n, args.unit, reason=args.reason, actor=_actor()))
+
+
+def cmd_reprocess(args) -> int:
+    from .intake import reprocess_message
+
+    return _decide(args, "已重新处理，单位为", lambda cfg, db, n: reprocess_message(cfg, db, n, actor=_actor()))
+
+
+INBOX_LABELS = {"quarantined": "隔离", "rejected": "退回", "unverified": "未核实"}
+
+
+def _short(text: str | None, n: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def cmd_inbox(args) -> int:
+    from .intake import inbox
+
+    cfg = _config(args)
+    statuses = tuple(dict.fromkeys(args.status)) if args.status else tuple(INBOX_LABELS)
+    db = store.open_db(cfg.db_path)
+    try:
+        rows = inbox(db, statuses)
+    finally:
+        db.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    kinds = "、".join(INBOX_LABELS[s] for s in statuses)
+    if not rows:
+        print(f"没有需要处理的邮件（{kinds}）")
+        return 0
+    print(f"需要处理的邮件 {len(rows)} 封（{kinds}）：")
+    for row in rows:
+        try:
+            when = dt.datetime.fromisoformat(row["received_at"]).astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M")
+        except (TypeError, ValueError):
+            when = str(row.get("received_at") or "")
+        parts = [f"#{row['message']}", when, INBOX_LABELS.get(row["status"], row["status"]), row.get("from_addr") or "（无发件人）",
+                 f"「{_short(row.get('subject'), 30)}」"]
+        if row.get("unit"):
+            parts.append(f"→ {row['unit']}" + (f"（{row['round']}）" if row.get("round") else ""))
+        if row.get("reason"):
+            parts.append(_short(row["reason"], 60))
+        print("  " + "  ".join(parts))
+    print("用 mailbot accept 编号 --unit 单位 认定并登记")
+    return 0
+
+
 def cmd_export(args) -> int:
     cfg = _config(args)
     db = store.open_db(cfg.db_path)
@@ -125,7 +320,10 @@ def cmd_export(args) -> int:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=["round", "unit", "task", "progress", "received_at", "message_id"])
         writer.writeheader()
-        writer.writerows(rows)
+        with Progress("已导出") as progress:
+            for start in range(0, len(rows), 1000):
+                writer.writerows(rows[start:start + 1000])
+                progress(min(start + 1000, len(rows)), len(rows))
         text = buf.getvalue()
     if args.output:
         # utf-8-sig so that Excel on Chinese Windows opens the CSV with the right encoding
@@ -141,16 +339,23 @@ def _export_document(args, cfg: Config, db) -> int:
 
     now = _now(args, cfg)
     rounds = [cfg.round_named(args.round)] if args.round else list(cfg.rounds)
+    progress = Progress()
     if args.format == "xlsx":
         out = Path(args.output or "汇总台账.xlsx")
-        write_atomic(out, consolidated_xlsx(cfg, db, now, rounds))
+        with progress:
+            progress.note(f"正在生成 {out}（{len(rounds)} 个报送节点）…")
+            data = consolidated_xlsx(cfg, db, now, rounds)
+        write_atomic(out, data)
         print(f"已导出 {out}（{len(rounds)} 个报送节点，每个节点一个工作表，另附「报送情况」）")
         return 0
     if len(rounds) > 1 and args.output:
         raise MailbotError("导出 Word 汇总台账时，-o 只能对应一个报送节点：请加 --round，例如 --round 年中")
     for rnd in rounds:
         out = Path(args.output or f"汇总台账-{rnd.name}.docx")
-        write_atomic(out, consolidated_docx(cfg, db, rnd, now))
+        with progress:
+            progress.note(f"正在生成 {out}…")
+            data = consolidated_docx(cfg, db, rnd, now)
+        write_atomic(out, data)
         print(f"已导出 {out}")
     return 0
 
@@ -212,14 +417,14 @@ def render_status(table: dict) -> str:
     return "\n".join(lines)
 
 
-def _setup_logging(args) -> None:
-    import logging
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-    logging.basicConfig(
-        level=getattr(logging, (args.log_level or "INFO").upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )
+
+def _setup_logging(args, cfg: Config) -> None:
+    """Log lines on stderr with the office's local time and its UTC offset (cfg.tz)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(LocalTimeFormatter(LOG_FORMAT, cfg.tz))
+    logging.basicConfig(level=getattr(logging, (args.log_level or "INFO").upper(), logging.INFO), handlers=[handler])
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
@@ -227,7 +432,7 @@ def cmd_run(args) -> int:
     from .daemon import run
 
     cfg = _config(args)
-    _setup_logging(args)
+    _setup_logging(args, cfg)
     cfg.imap.password()  # fail now, with one line, rather than in the first poll
     if cfg.smtp.user:
         cfg.smtp.password()
@@ -240,18 +445,24 @@ def cmd_poll(args) -> int:
     from .daemon import run_cycle
 
     cfg = _config(args)
-    _setup_logging(args)
-    report = run_cycle(cfg, now=_now(args, cfg) if args.now else None)
+    _setup_logging(args, cfg)
+    with Progress("已收取") as progress:  # a first backfill of thousands of mails shows how far it is
+        report = run_cycle(cfg, now=_now(args, cfg) if args.now else None, retry_now=True, progress=progress)
     print(report.summary())
     return 1 if report.poll_error else 0
 
 
 def cmd_check(args) -> int:
+    from .config import check_warnings
+    from .daemon import clear_backoff
     from .mailbox import Mailbox, MailboxError
     from .outbox import SmtpError, _close, _connect_smtp
 
     cfg = _config(args)
     print(f"配置文件 {cfg.path}：有效（{len(cfg.roster)} 个单位，{len(cfg.rounds)} 个报送节点，{len(cfg.ledger.tasks)} 项任务）")
+    sys.stdout.flush()  # before the hints on stderr, in this order on a terminal too
+    for warning in check_warnings(cfg):
+        print(f"提示：{warning}", file=sys.stderr)
     ok = True
     try:
         with Mailbox(cfg.imap, timeout=cfg.imap.options.get("timeout_seconds", 60)) as mb:
@@ -263,6 +474,13 @@ def cmd_check(args) -> int:
     except (MailboxError, ConfigError) as err:
         print(f"IMAP：{err}", file=sys.stderr)
         ok = False
+    else:
+        if cfg.db_path.exists():  # no database yet: no back-off either (and do not create one as another user)
+            try:
+                if clear_backoff(cfg):
+                    print("已清除收信退避，下次收信立即重试")
+            except (sqlite3.Error, OSError) as err:
+                print(f"提示：无法清除收信退避（{err}）：守护进程将按原计划重试", file=sys.stderr)
     try:
         conn = _connect_smtp(cfg)
         _close(conn)
@@ -270,7 +488,7 @@ def cmd_check(args) -> int:
     except (SmtpError, ConfigError) as err:
         print(f"SMTP：{err}", file=sys.stderr)
         ok = False
-    if not cfg.smtp.from_addr:
+    if not cfg.smtp.from_addr and cfg.smtp.user:  # both empty: one of check_warnings
         print("提示：[smtp] from 未设置，将使用 [smtp] user 作为发件地址", file=sys.stderr)
     return 0 if ok else 1
 
@@ -359,7 +577,7 @@ def cmd_form(args) -> int:
     if args.unit:
         unit = cfg.roster.get(args.unit) or cfg.roster.match(args.unit)
         if unit is None:
-            raise MailbotError(f"名册中没有单位「{args.unit}」：请用单位全称或别名（见 config.toml 的 [[units]]）")
+            raise MailbotError(f"名册中没有单位「{args.unit}」：请用单位全称或别名（见 {cfg.path} 的 [[units]]）")
     out = Path(args.output or (f"{unit.name}-台账（填报版）.docx" if unit else "任务落实台账（填报版）.docx"))
     write_form(out, cfg, unit)
     print(f"已生成 {out}" + (f"（{unit.name}，{len(cfg.roster.tasks_of(unit, cfg.ledger))} 项任务）" if unit else f"（全部 {len(cfg.ledger.tasks)} 项任务）"))
@@ -367,14 +585,36 @@ def cmd_form(args) -> int:
 
 
 def cmd_ledger_import(args) -> int:
+    """Write the ledger JSON next to the config in use (where `[bot] ledger` is resolved) unless -o says
+    otherwise, and print the exact `ledger = "…"` line that loads it."""
     from .forms import import_ledger
 
     ledger = import_ledger(_read_file(args.file))
-    out = Path(args.output or f"ledger_{ledger.year or 'new'}.json")
+    cfg = None
+    path = Path(args.config) if args.config else default_config_path()
+    if args.config or path.exists():
+        try:
+            cfg = load_config(path)
+        except ConfigError as err:
+            print(f"提示：{err}；JSON 写到当前目录", file=sys.stderr)
+    name = f"ledger_{ledger.year or 'new'}.json"
+    if args.output:
+        out = Path(args.output)
+    elif cfg is not None:
+        out = cfg.path.parent / name
+    else:
+        out = Path.cwd() / name
     out.write_text(json.dumps(ledger.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    where = out.resolve()
+    if cfg is not None:
+        folder = cfg.path.parent.resolve()
+        value = where.relative_to(folder).as_posix() if where.is_relative_to(folder) else str(where)
+        target = f"在 {cfg.path} 的 [bot] 中写"
+    else:
+        value, target = str(where), "在配置文件的 [bot] 中写"
     print(
         f"已导入《{ledger.title}》：{len(ledger.sections)} 个板块、{len(ledger.items)} 个重点工作、{len(ledger.tasks)} 项任务 → {out}\n"
-        f"启用方法：在 config.toml 的 [bot] 中写 ledger = \"{out}\"，并按新年度修改 [[rounds]]"
+        f"启用方法：{target} ledger = {json.dumps(value, ensure_ascii=False)}，并按新年度修改 [[rounds]]"
     )
     return 0
 
@@ -405,110 +645,292 @@ def cmd_reindex(args) -> int:
 
     cfg = _config(args)
     target = Path(args.into or cfg.state_dir / "mailbot-reindexed.db")
-    counts = reindex(cfg, target)
-    summary = "，".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    with Progress("已处理") as progress:
+        counts = reindex(cfg, target, progress=progress)
+    summary = f"共 {sum(counts.values())} 封：{_counts_text(counts)}"
     print(f"已从归档重建数据库 {target}（{summary}）。核对无误后，停止服务并用它替换 {cfg.db_path}")
     return 0
 
 
 # --- wiring -------------------------------------------------------------------------------------
 
+# argparse's own words (usage, options, its error messages), by the message id it passes to gettext.
+# Later Python versions reword a few; their ids are listed too, and a test fails on any English left.
+_ZH = {
+    "usage: ": "用法：",
+    "options": "选项",
+    "optional arguments": "选项",
+    "positional arguments": "位置参数",
+    "subcommands": "子命令",
+    "show this help message and exit": "显示本帮助并退出",
+    "show program's version number and exit": "显示版本号并退出",
+    "argument %(argument_name)s: %(message)s": "参数 %(argument_name)s：%(message)s",
+    "the following arguments are required: %s": "缺少必需的参数：%s",
+    "one of the arguments %s is required": "必须给出以下参数之一：%s",
+    "not allowed with argument %s": "不能与 %s 同时使用",
+    "ignored explicit argument %r": "不接受取值 %r",
+    "expected one argument": "后面需要一个值",
+    "expected at most one argument": "后面最多一个值",
+    "expected at least one argument": "后面至少需要一个值",
+    "expected %s argument": "后面需要 %s 个值",
+    "expected %s arguments": "后面需要 %s 个值",
+    "unrecognized arguments: %s": "无法识别的参数：%s",
+    "ambiguous option: %(option)s could match %(matches)s": "选项 %(option)s 不明确，可能是：%(matches)s",
+    "invalid choice: %(value)r (choose from %(choices)s)": "取值 %(value)r 无效（可选：%(choices)s）",
+    "invalid choice: %(value)r, maybe you meant %(closest)r?": "取值 %(value)r 无效，是不是 %(closest)r？",
+    "invalid %(type)s value: %(value)r": "取值 %(value)r 无效（应为 %(type)s）",
+    "unknown parser %(parser_name)r (choices: %(choices)s)": "没有命令 %(parser_name)r（可选：%(choices)s）",
+    "unexpected option string: %s": "意外的选项：%s",
+    "%(prog)s: error: %(message)s\n": "%(prog)s：错误：%(message)s\n",
+    "%(prog)s: warning: %(message)s\n": "%(prog)s：提示：%(message)s\n",
+    "argument '%(argument_name)s' is deprecated": "参数 %(argument_name)s 已弃用",
+    "command '%(parser_name)s' is deprecated": "命令 %(parser_name)s 已弃用",
+}
+
+
+def _zh_gettext(message):
+    return _ZH.get(message, message)
+
+
+def _zh_ngettext(singular, plural, n):
+    return _zh_gettext(singular if n == 1 else plural)
+
+
+@contextlib.contextmanager
+def _chinese_argparse():
+    """argparse looks its words up through its module's `_`/`ngettext` when it uses them: swap them while it does."""
+    saved = argparse._, argparse.ngettext
+    argparse._, argparse.ngettext = _zh_gettext, _zh_ngettext
+    try:
+        yield
+    finally:
+        argparse._, argparse.ngettext = saved
+
+
+def _width(text: str) -> int:
+    from unicodedata import east_asian_width
+
+    return sum(2 if east_asian_width(c) in "WF" else 1 for c in text)
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Keeps the help column aligned when an option's metavar is Chinese (two columns per character)."""
+
+    def _format_action(self, action):
+        text = super()._format_action(action)
+        invocation = self._format_action_invocation(action)
+        extra = _width(invocation) - len(invocation)
+        head = " " * self._current_indent + invocation
+        if extra and text.startswith(head) and text[len(head):].startswith("  "):
+            rest = text[len(head):]
+            spaces = len(rest) - len(rest.lstrip(" "))
+            if spaces - extra >= 2 and not rest.startswith(" " * spaces + "\n"):
+                text = head + rest[extra:]
+        return text
+
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, in the language of the rest of the CLI
-        self.print_usage(sys.stderr)
+    """argparse in Chinese: help and usage, its error messages, and a suggestion for a mistyped command."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        with _chinese_argparse():  # the titles of the argument groups and -h's help are made here
+            super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        with _chinese_argparse():
+            return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        with _chinese_argparse():
+            parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # named after the command they were given to (its defaults say which: _prog)
+            self._fail(f"无法识别的参数：{' '.join(extras)}", getattr(parsed, "_prog", self.prog))
+        return parsed
+
+    def format_usage(self) -> str:
+        with _chinese_argparse():
+            return super().format_usage()
+
+    def format_help(self) -> str:
+        with _chinese_argparse():
+            return super().format_help()
+
+    def _check_value(self, action, value):
+        if action.choices is None or value in action.choices:
+            return
+        choices = [str(c) for c in action.choices]
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.6)
+        if isinstance(action, argparse._SubParsersAction):
+            what = "没有命令" if self.prog == "mailbot" else f"{self.prog} 没有子命令"
+            hint = f"是不是 {close[0]}？" if close else f"可用的命令见 {self.prog} --help"
+            raise argparse.ArgumentError(None, f"{what}「{value}」。{hint}")
+        hint = f"是不是 {close[0]}？" if close else f"可选：{'、'.join(choices)}"
+        raise argparse.ArgumentError(action, f"没有「{value}」这个取值。{hint}")
+
+    def error(self, message: str):
+        self._fail(message, self.prog)
+
+    def _fail(self, message: str, prog: str):
+        """One line on stderr, exit 2: the problem, and where to read how it is used."""
+        if not message.endswith(("？", "--help")):
+            message += f"。用法见 {prog} --help"
         self.exit(2, f"错误：{message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="mailbot", description="台账报送邮件机器人：收取各单位的 Word 台账、登记进展、催报逾期单位")
-    p.add_argument("--config", help="配置文件路径（默认 ./config.toml，或环境变量 MAILBOT_CONFIG）")
-    p.add_argument("--now", help="假定的当前时间（ISO-8601），用于试算，例如 2023-08-08T09:30+08:00")
-    p.add_argument("--log-level", default="INFO", help="日志级别：DEBUG、INFO、WARNING（默认 INFO）")
-    p.add_argument("--version", action="version", version=f"mailbot {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+def _command(sub, name: str, help: str, description: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """A sub-command; its description (shown by `mailbot NAME --help`) is the help line unless given."""
+    parser = sub.add_parser(name, help=help, description=description or help, **kwargs)
+    parser.set_defaults(_prog=parser.prog)
+    return parser
 
-    s = sub.add_parser("parse", help="解析一份 Word 台账，显示识别出的单位和各项进展")
-    s.add_argument("file", help=".docx / .doc / .wps 文件")
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="mailbot",
+        description="台账报送邮件机器人：收取各单位的 Word 台账、登记进展、回执、催报逾期单位。用 mailbot 命令 --help 查看每个命令的用法。",
+    )
+    p.add_argument("--config", metavar="文件", help="配置文件路径（默认 ./config.toml，或环境变量 MAILBOT_CONFIG）")
+    p.add_argument("--now", metavar="时间", help="假定的当前时间（ISO-8601），用于试算，例如 2023-08-08T09:30+08:00")
+    p.add_argument("--log-level", default="INFO", metavar="级别", help="日志级别：DEBUG、INFO、WARNING（默认 INFO）")
+    p.add_argument("--version", action="version", version=f"mailbot {__version__}", help="显示版本号并退出")
+    sub = p.add_subparsers(dest="command", metavar="命令", title="命令", parser_class=_Parser, help="用 mailbot 命令 --help 查看该命令的用法")
+
+    s = _command(sub, "parse", "解析一份 Word 台账，显示识别出的单位和各项进展",
+                 "解析一份 Word 台账（.docx，或经 LibreOffice 转换的 .doc/.wps 等），显示识别出的填报单位、联系人和各项任务的进展；不写入数据库")
+    s.add_argument("file", metavar="文件", help=".docx / .doc / .wps 文件")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(func=cmd_parse)
 
-    s = sub.add_parser("ingest", help="像守护进程一样处理一封 .eml 邮件（归档、分类、解析、入库、生成回执），不发送")
-    s.add_argument("file", help="原始邮件文件（.eml）")
+    s = _command(sub, "ingest", "像守护进程一样处理一封 .eml 邮件（归档、分类、解析、入库、生成回执），不发送")
+    s.add_argument("file", metavar="文件", help="原始邮件文件（.eml）")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("export", help="导出各单位各任务的最新进展")
-    s.add_argument("--format", choices=["json", "csv", "docx", "xlsx"], default="json", help="json、csv（逐条记录）；docx、xlsx（汇总台账）")
-    s.add_argument("--round", help="只导出某个报送节点（docx、xlsx）")
-    s.add_argument("-o", "--output", help="写入文件而不是标准输出")
+    s = _command(sub, "inbox", "列出需要人工处理的邮件：隔离、退回、发件人未核实",
+                 "列出需要人工处理的邮件（隔离、退回、发件人未核实），每封一行：编号、收到时间、状态、发件人、主题、原因。"
+                 "之后用 mailbot accept 编号 --unit 单位 认定并登记")
+    s.add_argument("--status", action="append", choices=list(INBOX_LABELS), metavar="状态",
+                   help="只列出某一种：quarantined（隔离）、rejected（退回）、unverified（未核实）；可重复；默认三种都列")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_inbox)
+
+    s = _command(sub, "accept", "认定一封邮件属于某单位并登记，发送回执",
+                 "把一封邮件（编号见 mailbot inbox）认定为某单位的报送：按原收到时间重新处理并登记，记录操作人和原因，向该单位发送回执")
+    s.add_argument("message", metavar="编号", help="邮件编号，例如 12")
+    s.add_argument("--unit", required=True, metavar="单位", help="单位名称或别名")
+    s.add_argument("--reason", metavar="原因", help="认定的原因（记入操作记录）")
+    s.add_argument("--json", action="store_true", help="输出 JSON（与 ingest --json 相同）")
+    s.set_defaults(func=cmd_accept)
+
+    s = _command(sub, "reprocess", "按当前配置重新处理一封已归档的邮件",
+                 "按当前的配置和名册重新处理一封已归档的邮件（编号见 mailbot inbox），例如补登了单位邮箱之后")
+    s.add_argument("message", metavar="编号", help="邮件编号，例如 12")
+    s.add_argument("--json", action="store_true", help="输出 JSON（与 ingest --json 相同）")
+    s.set_defaults(func=cmd_reprocess)
+
+    s = _command(sub, "export", "导出各单位各任务的最新进展",
+                 "导出各单位各任务的最新进展：json、csv 为逐条记录；docx、xlsx 为汇总台账")
+    s.add_argument("--format", choices=["json", "csv", "docx", "xlsx"], default="json", metavar="格式",
+                   help="json、csv（逐条记录）；docx、xlsx（汇总台账）；默认 json")
+    s.add_argument("--round", metavar="节点", help="只导出某个报送节点（docx、xlsx）")
+    s.add_argument("-o", "--output", metavar="文件", help="写入文件而不是标准输出")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("status", help="各单位各节点的报送情况：按时、逾期、未报送")
-    s.add_argument("--round", help="只看某个报送节点，例如 年中")
+    s = _command(sub, "status", "各单位各节点的报送情况：按时、逾期、未报送")
+    s.add_argument("--round", metavar="节点", help="只看某个报送节点，例如 年中")
     s.add_argument("--tasks", action="store_true", help="同时列出每项任务的填写完成情况")
     s.add_argument("--json", action="store_true", help="输出 JSON")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("run", help="作为守护进程运行：定时收信、登记、回复、发送提醒")
+    s = _command(sub, "run", "作为守护进程运行：定时收信、登记、回复、发送提醒",
+                 "作为守护进程运行（一般由 systemd 启动）：定时收信、登记、回复、发送提醒和日报，直到收到 SIGTERM 或 Ctrl-C")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("poll", help="执行一轮：收取并处理所有新邮件，然后发送待发邮件")
-    s.add_argument("--once", action="store_true", required=True, help="只执行一轮（必需）")
+    s = _command(sub, "poll", "执行一轮：收取并处理所有新邮件，然后发送待发邮件",
+                 "执行一轮后退出：收取并处理所有新邮件，然后发送待发邮件；忽略上次失败后的退避，立即收信。持续运行请用 mailbot run")
+    s.add_argument("--once", action="store_true", help="只执行一轮（默认即如此，可省略）")
     s.set_defaults(func=cmd_poll)
 
-    s = sub.add_parser("notices", help="此刻应发送的截止前提醒、逾期催报和日报（默认只列出，不发送）")
+    s = _command(sub, "notices", "此刻应发送的截止前提醒、逾期催报和日报（默认只列出，不发送）")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--json", action="store_true", help="以 JSON 列出，不发送")
     g.add_argument("--send", action="store_true", help="生成并发送")
     s.set_defaults(func=cmd_notices)
 
-    s = sub.add_parser("remind", help="查看此刻谁会收到提醒或催报")
+    s = _command(sub, "remind", "查看此刻谁会收到提醒或催报")
     s.add_argument("--dry-run", action="store_true", help="只显示，不发送")
     s.set_defaults(func=cmd_remind)
 
-    s = sub.add_parser("digest", help="协调人日报：--dry-run 显示内容，--send 立即发送")
+    s = _command(sub, "digest", "协调人日报：--dry-run 显示内容，--send 立即发送")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--dry-run", action="store_true", help="显示日报内容，不发送")
     g.add_argument("--send", action="store_true", help="立即生成并发送日报")
     s.set_defaults(func=cmd_digest)
 
-    s = sub.add_parser("form", help="生成空白台账（填报版）：全部任务，或某单位的任务并预填单位名称")
-    s.add_argument("unit", nargs="?", help="单位名称或别名；省略则生成完整台账")
-    s.add_argument("-o", "--output", help="输出文件（.docx）")
+    s = _command(sub, "form", "生成空白台账（填报版）：全部任务，或某单位的任务并预填单位名称")
+    s.add_argument("unit", nargs="?", metavar="单位", help="单位名称或别名；省略则生成完整台账")
+    s.add_argument("-o", "--output", metavar="文件", help="输出文件（.docx）")
     s.set_defaults(func=cmd_form)
 
-    s = sub.add_parser("ledger", help="台账管理：从新年度的空白 Word 台账导入任务")
-    lsub = s.add_subparsers(dest="ledger_command", metavar="ACTION", parser_class=_Parser, required=True)
-    s2 = lsub.add_parser("import", help="从空白台账（填报版 .docx）导入一年的任务，写成 JSON")
-    s2.add_argument("file", help="空白台账 .docx")
-    s2.add_argument("-o", "--output", help="输出的 JSON 文件（默认 ledger_<年份>.json）")
+    s = _command(sub, "ledger", "台账管理：从新年度的空白 Word 台账导入任务")
+    lsub = s.add_subparsers(dest="ledger_command", metavar="操作", title="操作", parser_class=_Parser, required=True)
+    s2 = _command(lsub, "import", "从空白台账（填报版 .docx）导入一年的任务，写成 JSON",
+                  "从新年度的空白台账（填报版 .docx）导入任务，写成 JSON（默认写在所用配置文件的目录中），并给出启用它的 ledger = 一行")
+    s2.add_argument("file", metavar="文件", help="空白台账 .docx")
+    s2.add_argument("-o", "--output", metavar="文件", help="输出的 JSON 文件（默认：配置文件所在目录的 ledger_<年份>.json）")
     s2.set_defaults(func=cmd_ledger_import)
 
-    s = sub.add_parser("report", help="生成文书：季度通报草稿")
-    rsub = s.add_subparsers(dest="report_command", metavar="KIND", parser_class=_Parser, required=True)
-    s2 = rsub.add_parser("quarterly", help="季度通报：本季度逾期、未报送单位及扣分（按 GB/T 9704 排版）")
-    s2.add_argument("--quarter", required=True, help="季度，例如 2023Q3")
-    s2.add_argument("-o", "--output", help="输出文件（.docx）")
+    s = _command(sub, "report", "生成文书：季度通报草稿")
+    rsub = s.add_subparsers(dest="report_command", metavar="类型", title="类型", parser_class=_Parser, required=True)
+    s2 = _command(rsub, "quarterly", "季度通报：本季度逾期、未报送单位及扣分（按 GB/T 9704 排版）")
+    s2.add_argument("--quarter", required=True, metavar="季度", help="季度，例如 2023Q3")
+    s2.add_argument("-o", "--output", metavar="文件", help="输出文件（.docx）")
     s2.set_defaults(func=cmd_report_quarterly)
 
-    s = sub.add_parser("backup", help="在线备份数据库（服务可继续运行）")
-    s.add_argument("file", help="备份文件路径，例如 /var/backups/mailbot-20231201.db")
+    s = _command(sub, "backup", "在线备份数据库（服务可继续运行）")
+    s.add_argument("file", metavar="文件", help="备份文件路径，例如 /var/backups/mailbot-20231201.db")
     s.set_defaults(func=cmd_backup)
 
-    s = sub.add_parser("reindex", help="从原始邮件归档重建数据库（不会重复发送邮件）")
-    s.add_argument("--into", help="新数据库文件（默认 state/mailbot-reindexed.db）")
+    s = _command(sub, "reindex", "从原始邮件归档重建数据库（不会重复发送邮件）",
+                 "从原始邮件归档重建数据库：按收到顺序重新处理每一封归档邮件，回执记为已处理（不会重复发送）；核对后再替换正在使用的数据库")
+    s.add_argument("--into", metavar="文件", help="新数据库文件（默认 state/mailbot-reindexed.db）")
     s.set_defaults(func=cmd_reindex)
 
-    s = sub.add_parser("demo", help="本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果")
+    s = _command(sub, "demo", "本地完整演示：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程并展示结果",
+                 "本地完整演示，不需要邮箱账号和 root：启动本机 IMAP/SMTP 服务器，投递几封示例报送，运行守护进程，"
+                 "展示处理结果；数据留在 state_dir 下的 demo 目录，结束时给出查看它的命令")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("check", help="检查配置文件，并尝试登录 IMAP 和 SMTP 服务器")
+    s = _command(sub, "check", "检查配置文件，并尝试登录 IMAP 和 SMTP 服务器",
+                 "检查配置文件是否有效并列出提示，尝试登录 IMAP 和 SMTP 服务器；IMAP 登录成功时清除收信退避")
     s.set_defaults(func=cmd_check)
     return p
 
 
+def _stdout_to_devnull() -> None:
+    """The reader of our stdout went away (`mailbot … | head`): send what is still buffered nowhere,
+    so the interpreter's final flush does not complain (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, so that a closed pipe is noticed while it can still be handled
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -525,6 +947,8 @@ def main(argv: list[str] | None = None) -> int:
     except MailbotError as err:
         print(f"错误：{err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # before OSError, which it is
+        raise
     except OSError as err:  # an output path that is a directory, not writable, a full disk …
         where = f"{err.filename}：" if getattr(err, "filename", None) else ""
         print(f"错误：{where}{err.strerror or err}", file=sys.stderr)
@@ -534,8 +958,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

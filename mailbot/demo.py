@@ -16,6 +16,7 @@ import email.policy
 import imaplib
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -234,6 +235,7 @@ def run_demo(config_path: Path, out=sys.stdout, timeout: float = 90) -> int:
             code = daemon.wait(timeout=30)
         print(f"已发出 SIGTERM，守护进程正常退出（退出码 {code}）。", file=out)
         _report(cfg, smtp.outdir, out)
+        print(explore_text(cfg_file), file=out)
         return 0 if expected else 1
     finally:
         if daemon is not None and daemon.poll() is None:
@@ -244,6 +246,32 @@ def run_demo(config_path: Path, out=sys.stdout, timeout: float = 90) -> int:
         except ProcessLookupError:
             pass
         pymap.wait(timeout=10)
+
+
+def _shown(path: Path) -> str:
+    """A path as the user can type it here: relative to the current directory when inside it."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def explore_text(cfg_file: Path) -> str:
+    """The commands that look at the demo's data: every command needs the demo's own --config,
+    else it reads ./config.toml and an empty state directory."""
+    exe = Path(sys.executable).with_name("mailbot")
+    cmd = f"{shlex.quote(_shown(exe)) if exe.exists() else 'mailbot'} --config {shlex.quote(_shown(cfg_file))}"
+    when = "--now 2023-08-20T09:00+08:00"  # the demo's season; today every round would be long past
+    return "\n".join([
+        "",
+        f"演示的数据在 {_shown(cfg_file.parent)}。查看它时每条命令都要加上 --config {shlex.quote(_shown(cfg_file))}"
+        "（不加则读取当前目录的 config.toml 和它的空 state 目录）：",
+        f"  {cmd} {when} status --tasks",
+        f"  {cmd} inbox",
+        f"  {cmd} export --format xlsx -o 演示汇总台账.xlsx",
+        f"  {cmd} {when} notices",
+    ])
 
 
 def _wait_until_done(cfg, daemon: subprocess.Popen, n_messages: int, timeout: float) -> bool:

@@ -16,6 +16,7 @@ import socket
 import ssl
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -413,13 +414,17 @@ class Preparers:
             self.pool = None
 
 
-def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None) -> PollStats:
+def poll_folders(
+    cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None = None, progress: Callable[[int, int], None] | None = None,
+) -> PollStats:
     """Fetch and ingest every new message in every configured folder; the cursor follows each commit.
 
     Fetching stays on this thread (one IMAP connection); archiving and parsing of the
     next few messages run on `Preparers` (threads, or processes for a backlog) while
     this thread commits, strictly in UID order, so the cursor never passes a message
-    that is not recorded.
+    that is not recorded. ``progress(done, total)``, when given, is called after each
+    message of a folder is settled (total: the folder's new UIDs), e.g. to show a first
+    backfill's progress on a terminal.
     """
     stats = PollStats()
     folders = mailbox.resolve_folders(cfg.imap.folders)
@@ -427,7 +432,7 @@ def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None
     try:
         for folder in folders:
             try:
-                _poll_folder(cfg, db, mailbox, folder, workers, stats, stop)
+                _poll_folder(cfg, db, mailbox, folder, workers, stats, stop, progress)
             except FolderError as err:  # one missing folder must not stop the others (INBOX above all)
                 log.error("%s", err)
                 stats.errors.append(str(err))
@@ -440,7 +445,7 @@ def poll_folders(cfg: Config, db, mailbox: Mailbox, stop: threading.Event | None
     return stats
 
 
-def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Preparers, stats: PollStats, stop) -> None:
+def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Preparers, stats: PollStats, stop, progress=None) -> None:
     from . import intake
 
     action = cfg.imap_post_action
@@ -457,6 +462,7 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
 
     committing = [False]
     uncursored = [0, None]  # messages committed since the cursor last moved, and the last such UID
+    settled = [0, 0]  # messages settled in this folder, of how many new UIDs
 
     def settle(keep: int) -> None:
         while len(pending) > keep:
@@ -479,10 +485,13 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
                 except (imaplib.IMAP4.error, OSError, imap_tools.errors.ImapToolsError) as err:
                     log.warning("post-action %s on %s/%s failed (the message is recorded): %s", action, folder, uid, err)
             committing[0] = False
+            settled[0] += 1
+            if progress is not None:
+                progress(settled[0], settled[1])
 
     try:
         uids = mailbox.uids_after(last_uid)
-        backlog = len(uids)
+        backlog = settled[1] = len(uids)
         for batch, oversize in _batches(mailbox, uids, cfg.bot["max_message_bytes"]):
             if stop is not None and stop.is_set():
                 break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from . import store
@@ -32,12 +33,13 @@ def backup(cfg: Config, target: Path) -> Path:
     return target
 
 
-def reindex(cfg: Config, target: Path) -> dict:
+def reindex(cfg: Config, target: Path, progress: Callable[[int, int], None] | None = None) -> dict:
     """Rebuild a database at ``target`` by ingesting every archived message again, in the order received.
 
     Replies are recorded but marked as already handled ("reindex"), so nothing is mailed twice.
+    ``progress(done, total)``, when given, is called after each message (e.g. a line on a terminal).
     """
-    from .intake import ingest, read_archive_meta
+    from .intake import ingest, read_archive_meta, replay_decisions
 
     if target.exists():
         raise MailbotError(f"{target} 已存在：请指定一个新文件")
@@ -54,18 +56,37 @@ def reindex(cfg: Config, target: Path) -> dict:
     db = store.open_db(target)
     counts: dict[str, int] = {}
     try:
-        for received, path, meta in entries:
+        for done, (received, path, meta) in enumerate(entries, 1):
             result = ingest(
                 cfg, db, path.read_bytes(), received_at=received if meta.get("received_at") else None,
                 source=meta.get("source") or "reindex", folder=meta.get("folder"), uidvalidity=meta.get("uidvalidity"), uid=meta.get("uid"),
             )
             counts[result.status] = counts.get(result.status, 0) + 1
+            if progress is not None:
+                progress(done, len(entries))
+        replay_decisions(cfg, db, _old_decisions(cfg))  # what people decided (accept …) is not in the archive
         with store.write_transaction(db):
             db.execute("UPDATE outbox SET status = 'skipped', last_error = 'reindex: historical reply, not sent again' WHERE status = 'pending'")
             _carry_notices(cfg, db)
     finally:
         db.close()
     return counts
+
+
+def _old_decisions(cfg: Config) -> list[dict]:
+    """The audit trail of the database being rebuilt, each row with its message's SHA-256."""
+    if not cfg.db_path.exists():
+        return []
+    old = sqlite3.connect(cfg.db_path)
+    old.row_factory = sqlite3.Row
+    try:
+        if not old.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit'").fetchone():
+            return []
+        return [dict(r) for r in old.execute(
+            "SELECT a.*, m.sha256 FROM audit a LEFT JOIN messages m ON m.id = a.message ORDER BY a.id"
+        )]
+    finally:
+        old.close()
 
 
 def _carry_notices(cfg: Config, db) -> None:
