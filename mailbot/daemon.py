@@ -86,7 +86,7 @@ def clear_backoff(cfg: Config, db=None) -> bool:
 
 
 def poll_mailbox(
-    cfg: Config, db, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False
+    cfg: Config, db, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False, progress=None
 ) -> CycleReport:
     """Fetch and ingest new mail, with back-off after failures; never raises for mailbox trouble.
 
@@ -99,7 +99,7 @@ def poll_mailbox(
         return report
     try:
         with Mailbox(cfg.imap, timeout=cfg.imap.options.get("timeout_seconds", 60)) as mailbox:
-            report.poll = poll_folders(cfg, db, mailbox, stop)
+            report.poll = poll_folders(cfg, db, mailbox, stop, progress)
     except LoginRefused as err:
         _failed(cfg, db, now, str(err), login=True)
         report.poll_error = str(err)
@@ -173,14 +173,14 @@ def _failed(cfg: Config, db, now: dt.datetime, message: str, *, login: bool) -> 
 
 
 def run_cycle(
-    cfg: Config, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False
+    cfg: Config, stop: threading.Event | None = None, now: dt.datetime | None = None, *, retry_now: bool = False, progress=None
 ) -> CycleReport:
     """One full cycle: fetch and ingest every new message, then deliver the outbox.
 
     ``retry_now``: ignore an IMAP back-off (a person asked for this cycle)."""
     db = store.open_db(cfg.db_path)
     try:
-        report = poll_mailbox(cfg, db, stop, now, retry_now=retry_now)
+        report = poll_mailbox(cfg, db, stop, now, retry_now=retry_now, progress=progress)
         report.delivery = _deliver(cfg, db, now=now, stop=stop)
         return report
     finally:

@@ -53,8 +53,10 @@ class IngestResult:
     first_on_time: bool = False  # the unit's first report of this round came in time
     kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
     superseded: list[int] = field(default_factory=list)  # filled, but a report received later is on record
+    foreign: list[int] = field(default_factory=list)  # filled, but the unit is not responsible: archived, not recorded
     warnings: list[str] = field(default_factory=list)
     accepted_by: str | None = None  # a person assigned the unit (`mailbot accept`)
+    round_basis: str | None = None  # why the mail counts for its round, when a reader could wonder
 
     def as_dict(self) -> dict:
         """The `mailbot ingest --json` contract (also `accept --json`, `reprocess --json`)."""
@@ -461,21 +463,34 @@ def _archived(cfg: Config, row: dict) -> tuple[bytes, dict]:
     }
 
 
-def _again(cfg: Config, db, row: dict, action: str, actor: str, reason: str | None, unit: Unit | None) -> IngestResult:
+def _again(cfg: Config, db, row: dict, action: str, actor: str, reason: str | None, unit: Unit | None, *, audit: bool = True) -> IngestResult:
+    """Process a recorded message once more (as ``unit`` when a person said so); with ``audit``, the action
+    is an audit row and the reply gets a key of its own (a person asked, so it is sent even if one was)."""
     raw, where = _archived(cfg, row)
     prepared = prepare(cfg, raw, assign=unit, **where)
     with store.write_transaction(db):
-        audit_id = store.audit(
-            db, actor, action, unit=unit.name if unit else row["unit"], round_name=row["round"], message=row["id"], reason=reason,
-            detail={"status_before": row["status"], "unit_before": row["unit"]},
-        )
+        audit_id = None
+        if audit:
+            audit_id = store.audit(
+                db, actor, action, unit=unit.name if unit else row["unit"], round_name=row["round"], message=row["id"], reason=reason,
+                detail={"status_before": row["status"], "unit_before": row["unit"]},
+            )
         if unit is not None:
             prepared.analysis[0].accepted_by = actor
-        result = commit(cfg, db, prepared, again=row["id"], reply_key=f":by-{audit_id}")
-        db.conn.execute("UPDATE audit SET round = ?, detail = ? WHERE id = ?", [
-            result.round, store.dumps({"status_before": row["status"], "unit_before": row["unit"], "status": result.status}), audit_id,
-        ])
+        result = commit(cfg, db, prepared, again=row["id"], reply_key=f":by-{audit_id}" if audit_id else ":again")
+        if audit_id:
+            db.conn.execute("UPDATE audit SET round = ?, detail = ? WHERE id = ?", [
+                result.round, store.dumps({"status_before": row["status"], "unit_before": row["unit"], "status": result.status}), audit_id,
+            ])
     return result
+
+
+def accepted_as(cfg: Config, db, message: int) -> Unit | None:
+    """The unit a person last accepted this message as, if any (and still on the roster)."""
+    found = db.conn.execute(
+        "SELECT unit FROM audit WHERE message = ? AND action = 'accept' ORDER BY id DESC LIMIT 1", [message]
+    ).fetchone()
+    return cfg.roster.get(found[0]) if found else None
 
 
 def accept_message(cfg: Config, db, message: int, unit: str, *, reason: str | None, actor: str) -> IngestResult:
@@ -492,9 +507,26 @@ def accept_message(cfg: Config, db, message: int, unit: str, *, reason: str | No
 
 
 def reprocess_message(cfg: Config, db, message: int, *, actor: str, reason: str | None = None) -> IngestResult:
-    """`mailbot reprocess`: process a recorded message again with today's roster and config."""
+    """`mailbot reprocess`: process a recorded message again with today's roster and config
+    (a unit a person accepted it as still holds)."""
     row = _on_record(db, message)
-    return _again(cfg, db, row, "reprocess", actor, reason, None)
+    return _again(cfg, db, row, "reprocess", actor, reason, accepted_as(cfg, db, message))
+
+
+def replay_decisions(cfg: Config, db, decisions: list[dict]) -> int:
+    """`reindex`: carry the audit trail of the old database into a rebuilt one (messages matched by
+    their bytes) and apply its accept decisions again, without new audit rows. Returns how many."""
+    applied = 0
+    for d in decisions:
+        found = db.conn.execute("SELECT id FROM messages WHERE sha256 = ? AND duplicate_of IS NULL", [d["sha256"]]).fetchone() if d["sha256"] else None
+        message = found[0] if found else None
+        with store.write_transaction(db):
+            store.insert(db, "audit", {k: d[k] for k in ("at", "actor", "action", "unit", "round", "reason", "detail")} | {"message": message})
+        unit = cfg.roster.get(d["unit"]) if d["unit"] else None
+        if d["action"] == "accept" and message and unit is not None:
+            _again(cfg, db, _on_record(db, message), "accept", d["actor"], d["reason"], unit, audit=False)
+            applied += 1
+    return applied
 
 
 def inbox(db, statuses: tuple[str, ...] = INBOX_KINDS) -> list[dict]:
@@ -620,7 +652,12 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
         unit, verified, how = assign, True, "coordinator"
     else:
         unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
+    texts = [("邮件主题", subject)] + [("附件名", f.name) for f in (extracted.files if extracted else [])]
+    if chosen is not None and chosen.report.round_text:
+        texts.append(("台账标题", chosen.report.round_text))
+    rnd, basis = _round_of(cfg, received, texts)
     result = IngestResult("accepted", unit=unit.name if unit else None, round=rnd.name, verified=verified, no_reply=no_reply_reason(msg))
+    result.round_basis = basis
     if unit is None:
         result.status, result.reason_code = "quarantined", "unknown_sender"
         result.reason = f"发件人 {from_addr or '（无）'} 不在单位名册中，邮件和附件也没有写明名册中的单位，已隔离待人工核查（不回复）"
@@ -633,6 +670,14 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
         reason = _no_report_reason(extracted, candidates)
     elif not chosen.report.filled:
         reason = ("empty_form", "台账中「进展落实情况」一栏全部为空：请逐项填写本单位负责任务的进展落实情况后重新发送")
+    else:
+        own = set(cfg.roster.tasks_of(unit, cfg.ledger))
+        result.foreign = [e.task for e in chosen.report.filled if e.task not in own]
+        if len(result.foreign) == len(chosen.report.filled):
+            reason = ("foreign_tasks", (
+                f"台账中填写了进展的任务（任务{_numbers(result.foreign)}）都不是你单位负责的任务，未登记；"
+                f"你单位负责的是任务{_numbers(sorted(own))}：请在这些任务的「进展落实情况」一栏填写后重新发送"
+            ))
     if reason:
         result.status, (result.reason_code, result.reason) = "rejected", reason
         return result, candidates, extracted, None
@@ -655,6 +700,10 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     for code, problem in zip(extracted.problem_codes, extracted.problems):
         if code != "malformed_mime":
             result.warnings.append(problem)
+    if result.foreign:
+        result.warnings.append(
+            f"任务{_numbers(result.foreign)}不是你单位负责的任务，其填写内容未登记（原件已存档）"
+        )
     if not verified:
         basis = "表中填报单位" if how == "document" else "邮件主题或附件名"
         result.warnings.append(f"发件地址 {from_addr or '（无）'} 不是「{unit.name}」登记的邮箱，已按{basis}登记，回执同时抄送登记邮箱")
@@ -662,16 +711,46 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     return result, candidates, extracted, chosen
 
 
+ROUND_WORDS = (("年中", "上半年", "半年"), ("年底", "全年", "年终"))
+
+
+def round_named_in(cfg: Config, text: str) -> str | None:
+    """The configured round a text names (年中/半年/上半年 for 年中; 年底/全年/年终 for 年底; or a round's
+    own name), or None when it names none or several."""
+    found = set()
+    for rnd in cfg.rounds:
+        words = next((group for group in ROUND_WORDS if rnd.name in group), (rnd.name,))
+        if any(w in text for w in words):
+            found.add(rnd.name)
+    return found.pop() if len(found) == 1 else None
+
+
+def _round_of(cfg: Config, received: dt.datetime, texts: list[tuple[str, str]]) -> tuple[Round, str | None]:
+    """The round a message counts for, and a sentence saying why when a reader could wonder: a round
+    named in the subject, a file name or the form wins over the date once it has opened."""
+    by_date = cfg.round_for(received)
+    for where, text in texts:
+        named = round_named_in(cfg, text or "")
+        if named is None:
+            continue
+        rnd = cfg.round_for(received, named=named)
+        if rnd.name == named:
+            if rnd.name == by_date.name:
+                return rnd, None
+            return rnd, f"本次报送计入{cfg.round_label(rnd)}：{where}写明了「{named}」（按收到日期本应计入{cfg.round_label(by_date)}）。"
+        target = cfg.round_named(named)
+        return rnd, (
+            f"{where}写明了「{named}」，但{cfg.round_label(target)}报送自 {target.opens:%Y年%-m月%-d日} 起才开始接收，"
+            f"本次按收到日期计入{cfg.round_label(rnd)}。"
+        )
+    return by_date, None
+
+
 def _identify(cfg: Config, sender_units: list[Unit], chosen: Candidate | None, subject: str, files: list[FoundFile]):
     """(unit, verified, how): by roster address; else the document's 填报单位; else subject or file name."""
     named = cfg.roster.match(chosen.report.unit_as_written) if chosen and chosen.report.unit_as_written else None
     by_text = cfg.roster.match(subject) or next((u for u in (cfg.roster.match(f.name.rsplit(".", 1)[0]) for f in files) if u), None)
-    if len(sender_units) == 1:
-        return sender_units[0], True, "address"
-    if sender_units:  # one address registered for several units: let the document or subject decide
-        for candidate in (named, by_text):
-            if candidate is not None and candidate in sender_units:
-                return candidate, True, "document"
+    if sender_units:  # config refuses an address registered for two units: at most one
         return sender_units[0], True, "address"
     if named is not None:
         return named, False, "document"
@@ -774,7 +853,7 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     rows = db.execute("SELECT task, progress, received_at FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]).fetchall()
     before = {task: text for task, text, _at in rows}
     on_record = {task: at for task, _text, at in rows}
-    filled = report.filled
+    filled = _own(report.filled, result)
     report_id = store.insert(
         db,
         "reports",
@@ -807,6 +886,22 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     ).fetchone()[0]
     result.first_on_time = bool(first) and not cfg.round_named(result.round).is_late(dt.datetime.fromisoformat(first))
     result.kept = sorted(t for t, text in before.items() if text and t not in result.tasks)
+
+
+def _own(entries, result: IngestResult) -> list:
+    """The filled entries for tasks the unit is responsible for (the others are archived only)."""
+    return [e for e in entries if e.task not in result.foreign]
+
+
+def _sentence(text: str) -> str:
+    """A message shown as a sentence of its own ends with a full stop."""
+    text = text.rstrip()
+    return text if not text or text[-1] in "。！？…" else text + "。"
+
+
+def _numbers(tasks) -> str:
+    """Task numbers as people write them: 1、6、7."""
+    return "、".join(str(t) for t in tasks)
 
 
 def _short(text: str, n: int) -> str:
@@ -860,11 +955,15 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
             kept=result.kept,
             superseded=result.superseded,
             recorded=[
-                {"number": e.task, "excerpt": _short(e.progress, 40)} for e in chosen.report.filled
+                {"number": e.task, "excerpt": _short(e.progress, 40)} for e in _own(chosen.report.filled, result)
             ],
             missing=[{"number": t, "title": _task_title(cfg.ledger.task(t).content)} for t in result.missing],
             total=len(cfg.roster.tasks_of(unit, cfg.ledger)),
-            warnings=result.warnings,
+            warnings=[_sentence(w) for w in result.warnings],
+            on_deadline_day=received.astimezone(cfg.tz).date() == rnd.deadline,
+            round_basis=result.round_basis,
+            paper_copy=None,  # the sealed paper copy (supervision) goes here
+            correction=True,  # only a receipt has something the unit may correct
         )
         state = "更正" if result.late and result.first_on_time else ("逾期" if result.late else "按时")
         title = f"【回执】{unit.name} {common['round']}台账已登记（{state}，{len(result.tasks)}项）"
@@ -888,9 +987,10 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
                 attachments = [{"path": str(path), "name": f"{unit.name}-任务落实台账（填报版）.docx"}]
             except OSError as err:  # e.g. a unit name that is not a valid file name: reply without the form
                 log.error("could not prepare the blank form for %r: %s", unit.name, err)
-        ctx = dict(common, reason=result.reason, subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
+        ctx = dict(common, reason=_sentence(result.reason), subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
         queue_mail(
-            db, cfg, dedupe_key=f"reject:{result.message_row}{reply_key}", kind="reject", to=to, subject=f"【退回】{unit.name} 台账未能登记：{_short(result.reason, 30)}",
+            db, cfg, dedupe_key=f"reject:{result.message_row}{reply_key}", kind="reject", to=to,
+            subject=f"【退回】{unit.name} {common['round']}台账未能登记，请按邮件说明重新发送",
             template="reject", context=ctx, unit=unit.name, round_name=rnd.name, message_row=result.message_row,
             in_reply_to=message_id, references=refs, attachments=attachments,
         )

@@ -230,7 +230,7 @@ def queue_digest(cfg: Config, db, now: dt.datetime, force: bool = False) -> bool
 
 def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
     """The unit's own pre-filled blank form (its name, only its tasks), rendered once per round."""
-    from .forms import write_form
+    from .forms import configured_intro, write_form
     from .mime import safe_filename
 
     import hashlib
@@ -238,10 +238,12 @@ def blank_form_path(cfg: Config, rnd: Round, unit_name: str) -> Path:
 
     from .templating import templates_dir
 
-    # Keyed by what the form is made of, so a new ledger, roster entry or template makes a new file.
+    # Keyed by what the form is made of, so a new ledger, roster entry, deadline, mailbox or template makes a new file.
     unit = cfg.roster.get(unit_name)
     stamp = hashlib.sha256(
-        _json.dumps([cfg.ledger.to_dict(), unit.name, cfg.roster.tasks_of(unit, cfg.ledger)], ensure_ascii=False).encode()
+        _json.dumps(
+            [cfg.ledger.to_dict(), unit.name, cfg.roster.tasks_of(unit, cfg.ledger), configured_intro(cfg)], ensure_ascii=False
+        ).encode()
         + (templates_dir() / "forms" / "ledger_form.docx").read_bytes()
     ).hexdigest()[:12]
     folder = cfg.state_dir / "forms" / rnd.name
@@ -264,9 +266,10 @@ def _unit_context(cfg: Config, db, rnd: Round, unit_name: str, now: dt.datetime)
         "days_left": (rnd.deadline - now.astimezone(cfg.tz).date()).days,
         "late_days": late_days,
         "task_count": len(tasks),
-        "tasks": ", ".join(str(t) for t in tasks),
+        "tasks": "、".join(str(t) for t in tasks),
         "ledger_title": cfg.ledger.title,
         "mailbox": cfg.smtp.from_addr or cfg.imap.user,
+        "paper_copy": None,  # the sealed paper copy (supervision) goes here
     }
 
 

@@ -102,6 +102,18 @@ def _free_ports(n: int, host: str = HOST) -> list[int]:
             s.close()
 
 
+def real_clock_env() -> dict[str, str]:
+    """The environment without libfaketime: the test process may run on a faked clock (to prove the
+    suite passes at any hour), but Dovecot hangs under faketime, so the servers keep the real one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKETIME")}
+    preload = [p for p in env.get("LD_PRELOAD", "").split() if "faketime" not in p]
+    if preload:
+        env["LD_PRELOAD"] = " ".join(preload)
+    else:
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 def make_self_signed_cert(directory: Path, name: str = "server") -> tuple[Path, Path]:
     """Write ``<name>.crt`` / ``<name>.key`` (EC P-256, CN=localhost, SAN localhost + 127.0.0.1)."""
     directory = Path(directory)
@@ -361,6 +373,7 @@ class Dovecot:
         with open(self.root / "dovecot.stdout", "ab") as out:
             self.proc = subprocess.Popen(
                 [DOVECOT_BIN, "-F", "-c", str(self.conf_path)],
+                env=real_clock_env(),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -93,3 +93,37 @@ def test_inbox_drops_a_rejection_once_the_unit_reported(cfg, db, make_report):
     assert rej.status == "rejected" and [m["status"] for m in inbox(db, ("rejected",))] == ["rejected"]
     ingest(cfg, db, mb.simple(attachments=[("a.docx", make_report(ALL).read_bytes())], date=mb.when("2023-08-10")))
     assert inbox(db, ("rejected",)) == []
+
+
+def test_reprocess_keeps_a_persons_accept(cfg, db, make_report):
+    res = ingest(cfg, db, stranger_report(make_report))
+    accept_message(cfg, db, res.message_row, "民政局", reason="核实", actor="c")
+    again = reprocess_message(cfg, db, res.message_row, actor="it")
+    assert (again.status, again.unit) == ("accepted", "民政局")
+    assert db.execute("SELECT COUNT(*) FROM reports").fetchone()[0] == 1  # processed again, not counted twice
+
+
+def test_reindex_keeps_accept_decisions_and_the_audit_trail(cfg, db, make_report, tmp_path):
+    from mailbot.maintenance import reindex
+
+    res = ingest(cfg, db, stranger_report(make_report))
+    accept_message(cfg, db, res.message_row, "民政局", reason="电话核实", actor="coordinator")
+    target = tmp_path / "rebuilt.db"
+    reindex(cfg, target)
+    new = store.open_db(target)
+    [row] = new.query("SELECT status, unit FROM messages")
+    assert (row["status"], row["unit"]) == ("accepted", "民政局")
+    [audit] = new.query("SELECT actor, action, unit, reason FROM audit")
+    assert audit == {"actor": "coordinator", "action": "accept", "unit": "民政局", "reason": "电话核实"}
+    assert new.execute("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetchone()[0] == 0  # nothing mailed twice
+
+
+def test_an_accepted_old_mail_still_gets_its_receipt(cfg, db, make_report, clock):
+    """The mail is months old (reply_max_age_days), but the person accepted it today: the receipt goes out."""
+    from mailbot.outbox import _too_old
+
+    res = ingest(cfg, db, stranger_report(make_report))
+    accept_message(cfg, db, res.message_row, "民政局", reason=None, actor="c")
+    [row] = db.query("SELECT * FROM outbox WHERE kind = 'ack'")
+    assert not _too_old(db, cfg, row, store.now_utc())
+    assert _too_old(db, cfg, dict(row, dedupe_key=f"ack:{res.message_row}"), store.now_utc())
