@@ -348,20 +348,21 @@ def prepare(
     return prepared
 
 
-def prepare_failed(cfg: Config, raw: bytes, what: str, **kwargs) -> Prepared:
-    """A message whose analysis could not finish (its parse worker died on it): archived and quarantined."""
+def prepare_failed(cfg: Config, raw: bytes, what: str, *, code: str = "internal_error", **kwargs) -> Prepared:
+    """A message whose analysis could not finish (its parse worker died on it, timed out, ran out of
+    memory): archived and quarantined with ``code`` (internal_error, timeout, too_complex) and ``what``."""
     kwargs.pop("analyse", None)
     prepared = prepare(cfg, raw, analyse=False, **kwargs)
-    prepared.analysis = _internal_error(cfg, prepared.received, what)
+    prepared.analysis = _internal_error(cfg, prepared.received, what, code)
     return prepared
 
 
-def _internal_error(cfg: Config, received: dt.datetime, what: str) -> tuple:
+def _internal_error(cfg: Config, received: dt.datetime, what: str, code: str = "internal_error") -> tuple:
     result = IngestResult(
         "quarantined",
         round=cfg.round_for(received).name,
         reason=f"{what}，已隔离待人工处理；原始邮件已归档",
-        reason_code="internal_error",
+        reason_code=code,
     )
     return (result, [], None, None)
 
