@@ -135,7 +135,7 @@ class LocalTimeFormatter(logging.Formatter):
         return t.strftime(datefmt or self.default_time_format)
 
 
-STATUS_LABELS = {"accepted": "登记", "rejected": "退回", "quarantined": "隔离", "duplicate": "重复", "ignored": "忽略"}
+STATUS_LABELS = {"accepted": "登记", "rejected": "退回", "quarantined": "隔离", "duplicate": "重复", "ignored": "忽略", "error": "无法处理（见日志）"}
 
 
 def _counts_text(counts: dict[str, int]) -> str:

@@ -41,7 +41,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_document_bytes": 40 * 1024 * 1024,
         "conversion_timeout_seconds": 120,
         "office_name": "银川市西夏区人民政府办公室",
-        "trust_authentication_results": True,
+        "trust_authentication_results": True,  # read the receiving server's Authentication-Results (false: the roster address alone)
+        "authserv_id": "",  # the receiving server's authserv-id, e.g. "mx.163.com"; "": that of the topmost Authentication-Results
+        "require_authentication_results": False,  # true: a roster address is verified only by an aligned pass (no header: unverified)
+        "max_unverified_receipts_per_unit_per_day": 3,  # receipts for reports from unverified senders, to the unit's own addresses
         "reply_max_age_days": 14,  # older mail (a first backfill) is recorded but not answered
         "outbox_interval_seconds": 30,
         "warm_conversion": True,  # the daemon keeps one LibreOffice running between legacy-file conversions; false: one per file

@@ -54,6 +54,7 @@ class IngestResult:
     kept: list[int] = field(default_factory=list)  # blank this time, earlier text kept
     superseded: list[int] = field(default_factory=list)  # filled, but a report received later is on record
     foreign: list[int] = field(default_factory=list)  # filled, but the unit is not responsible: archived, not recorded
+    held: list[int] = field(default_factory=list)  # unverified text kept in history: verified text is on record
     warnings: list[str] = field(default_factory=list)
     accepted_by: str | None = None  # a person assigned the unit (`mailbot accept`)
     round_basis: str | None = None  # why the mail counts for its round, when a reader could wonder
@@ -205,7 +206,19 @@ def _parse_date(value: str) -> dt.datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed
+    return parsed if plausible_time(parsed) else None
+
+
+EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def plausible_time(t: dt.datetime) -> bool:
+    """A time a message can really have been received at: not before 1990, at most a day ahead of our
+    clock (a sender's clock may lie; year 9999 overflows any local-time conversion)."""
+    try:
+        return EARLIEST <= t <= store.now_utc() + dt.timedelta(days=1)
+    except (TypeError, OverflowError):
+        return False
 
 
 _AUTO_SUBJECT = re.compile(r"^\s*(自动回复|自動回覆|自动答复|自動回復|auto[- ]?reply|automatic reply|out of office|autoreply)\s*[:：]", re.I)
@@ -239,6 +252,15 @@ def automatic_reason(msg, from_addr: str, subject: str, body: str) -> str | None
     return None
 
 
+_OUR_MSGID = re.compile(r"<mailbot\.[0-9a-f]{32}@")
+
+
+def replies_to_us(msg) -> bool:
+    """In-Reply-To or References names one of our Message-IDs (outbox.make_msgid): "收到，谢谢" to a receipt."""
+    refs = " ".join(str(msg.get(h) or "")[:20000] for h in ("In-Reply-To", "References"))
+    return bool(_OUR_MSGID.search(refs))
+
+
 def no_reply_reason(msg) -> str | None:
     """Signals that say "do not answer" but not "this is not a report": the mail is recorded, unanswered."""
     precedence = (msg.get("Precedence") or "").strip().lower()
@@ -251,16 +273,64 @@ def no_reply_reason(msg) -> str | None:
     return None
 
 
-_AUTH_FAIL = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*fail\b", re.I)
+_AR_COMMENT = re.compile(r"\([^()]{0,500}\)")
+_AR_RESULT = re.compile(r"^\s*([a-z0-9_-]{1,20})\s*=\s*([a-z]{1,12})\b(.{0,1000})$", re.I | re.S)
+_AR_PROP = re.compile(r"\b(header\.from|header\.d|header\.i|smtp\.mailfrom|smtp\.helo)\s*=\s*\"?([^\s;\"]{1,255})", re.I)
+AUTH_METHODS = ("dmarc", "dkim", "spf")
 
 
-def authentication_failure(msg) -> str | None:
-    """spf/dkim/dmarc=fail in the topmost Authentication-Results (the one our receiving server added)."""
-    values = msg.get_all("Authentication-Results") or []
-    if not values:
-        return None
-    found = _AUTH_FAIL.findall(decode_header(values[0]))
-    return "、".join(sorted({f.lower() for f in found})) if found else None
+def _ar_parse(value: str) -> tuple[str, list[tuple[str, str, dict]]]:
+    """An Authentication-Results header (RFC 8601): (authserv-id, [(method, result, properties)])."""
+    text = value[:8000]
+    for _ in range(3):  # nested comments, a few levels
+        text = _AR_COMMENT.sub(" ", text)
+    parts = text.split(";")
+    serv = parts[0].strip().split()[0].lower() if parts[0].strip() else ""
+    results = []
+    for part in parts[1:]:
+        m = _AR_RESULT.match(part)
+        if m:
+            props = {k.lower(): v.lower() for k, v in _AR_PROP.findall(m.group(3))}
+            results.append((m.group(1).lower(), m.group(2).lower(), props))
+    return serv, results
+
+
+def _aligned(domain: str, from_domain: str) -> bool:
+    """Relaxed alignment: the same domain, or one a subdomain of the other."""
+    domain = domain.rpartition("@")[2].strip(".").lower()
+    return bool(domain) and (domain == from_domain or domain.endswith("." + from_domain) or from_domain.endswith("." + domain))
+
+
+def sender_authentication(msg, from_addr: str, authserv_id: str = "") -> tuple[str, str]:
+    """What the receiving server says of the sender: ("pass"|"fail"|"none"|"absent", detail).
+
+    Only Authentication-Results with the receiving server's authserv-id count (``authserv_id``,
+    or that of the topmost header). Every such header is read and any spf/dkim/dmarc=fail fails;
+    a pass counts from the topmost one only (a header lower down may be the sender's own) and must
+    be aligned with the From domain. softfail, neutral, none: "none" (unverified, not verified).
+    """
+    headers = [decode_header(v) for v in (msg.get_all("Authentication-Results") or [])[:50]]
+    if not headers:
+        return "absent", ""
+    parsed = [_ar_parse(h) for h in headers]
+    serv = authserv_id.lower() or parsed[0][0]
+    ours = [results for sid, results in parsed if sid == serv]
+    if not ours:
+        return "absent", ""
+    failed = sorted({method for results in ours for method, result, _p in results if method in AUTH_METHODS and result == "fail"})
+    if failed:
+        return "fail", "、".join(failed)
+    from_domain = from_addr.rpartition("@")[2].lower()
+    for method, result, props in ours[0]:
+        if result != "pass" or not from_domain:
+            continue
+        if method == "dmarc" and _aligned(props.get("header.from", from_domain), from_domain):
+            return "pass", "dmarc"
+        if method == "dkim" and _aligned(props.get("header.d") or props.get("header.i") or "", from_domain):
+            return "pass", "dkim"
+        if method == "spf" and _aligned(props.get("smtp.mailfrom") or "", from_domain):
+            return "pass", "spf"
+    return "none", "；".join(f"{m}={r}" for m, r, _p in ours[0] if m in AUTH_METHODS)[:200]
 
 
 # --- the pipeline ---------------------------------------------------------------------------------
@@ -315,7 +385,7 @@ def prepare(
         message_id = clean_msgids(header(msg, "Message-ID")).split(" ")[0] or None
         subject = header(msg, "Subject")
         from_name, from_addr = parse_address(raw_header(msg, "From"))
-        received = received_at or received_time(msg, store.now_utc())
+        received = received_at if received_at and plausible_time(received_at) else received_time(msg, store.now_utc())
         broken = None
     except Exception as err:  # noqa: BLE001 - archived already; it must still end with a status
         log.exception("cannot read the headers of archived message %s", digest)
@@ -588,23 +658,40 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     auto = automatic_reason(msg, from_addr, subject, body)
     if auto:
         return IngestResult("ignored", round=None, reason=f"{auto}，不予回复", reason_code="automatic"), [], extracted, None
+    if not extracted.files and assign is None and replies_to_us(msg):
+        return (
+            IngestResult("ignored", round=rnd.name, reason="对本系统所发邮件的回复（没有附件），已记录，不予回复", reason_code="reply_to_us"),
+            [], extracted, None,
+        )
 
+    from_count = sum(1 for k, _v in msg.raw_items() if k.lower() == "from")
+    if assign is None and (from_count != 1 or not from_addr):
+        why = f"邮件有 {from_count} 个发件人（From）头" if from_count > 1 else "发件人（From）没有可用的邮箱地址"
+        return (
+            IngestResult("quarantined", round=rnd.name, reason=f"{why}，无法确认发件人，已隔离待人工核查（不回复）", reason_code="bad_from"),
+            [], extracted, None,
+        )
     sender_units = cfg.roster.by_email(from_addr) if from_addr else []
-    if sender_units and cfg.bot.get("trust_authentication_results", True) and assign is None:
-        failed = authentication_failure(msg)
-        if failed:
-            return (
-                IngestResult(
-                    "quarantined",
-                    unit=sender_units[0].name,
-                    round=rnd.name,
-                    reason=f"发件人 {from_addr} 是登记邮箱，但收信服务器的认证结果为失败（{failed}=fail），疑似伪造，已隔离待人工核查",
-                    reason_code="auth_failed",
-                ),
-                [],
-                extracted,
-                None,
-            )
+    auth, auth_detail = "absent", ""
+    if cfg.bot.get("trust_authentication_results", True):
+        auth, auth_detail = sender_authentication(msg, from_addr, cfg.bot.get("authserv_id", ""))
+    if sender_units and auth == "fail" and assign is None:
+        return (
+            IngestResult(
+                "quarantined",
+                unit=sender_units[0].name,
+                round=rnd.name,
+                reason=f"发件人 {from_addr} 是登记邮箱，但收信服务器的认证结果为失败（{auth_detail}=fail），疑似伪造，已隔离待人工核查",
+                reason_code="auth_failed",
+            ),
+            [],
+            extracted,
+            None,
+        )
+    if sender_units and (auth == "none" or (auth == "absent" and cfg.bot.get("require_authentication_results", False))):
+        unverified_roster = f"发件地址 {from_addr} 是登记邮箱，但收信服务器未能确认邮件确实来自该邮箱（{auth_detail or '无认证结果'}）"
+    else:
+        unverified_roster = None
 
     candidates: list[Candidate] = []
     if not too_big:
@@ -653,6 +740,8 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
         unit, verified, how = assign, True, "coordinator"
     else:
         unit, verified, how = _identify(cfg, sender_units, chosen, subject, extracted.files if extracted else [])
+        if unverified_roster and how == "address":
+            verified = False
     texts = [("邮件主题", subject)] + [("附件名", f.name) for f in (extracted.files if extracted else [])]
     if chosen is not None and chosen.report.round_text:
         texts.append(("台账标题", chosen.report.round_text))
@@ -688,16 +777,15 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
     if how != "document" and report.unit and report.unit != unit.name:
         basis = {"address": "发件邮箱登记的单位", "coordinator": "政府办公室认定的单位"}.get(how, "邮件主题或附件名中的单位")
         result.warnings.append(
-            f"表中「填报单位」写的是「{report.unit_as_written}」，与{basis}「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
+            f"表中「填报单位」写的是「{quote(report.unit_as_written, 20)}」，与{basis}「{unit.name}」不一致，已按「{unit.name}」登记；如有误请联系政府办公室"
         )
     elif report.unit is None:
         result.warnings.append("表中「填报单位」未填写，已按发件邮箱登记的单位记录；今后请填写填报单位、联系人和联系电话")
     if len(reports) > 1:
-        others = "、".join(c.file.name for c in reports if c is not chosen)
-        result.warnings.append(f"邮件中有多份台账，已登记填写内容最多的「{chosen.file.name}」，未登记：{others}")
-    for cand in candidates:
-        if cand.error is not None and cand is not chosen:
-            result.warnings.append(f"附件「{cand.file.name}」未能读取：{cand.error}")
+        others = "、".join(quote(c.file.name, 40) for c in [c for c in reports if c is not chosen][:5])
+        result.warnings.append(f"邮件中有多份台账，已登记填写内容最多的「{quote(chosen.file.name, 40)}」，未登记：{others}")
+    for cand in [c for c in candidates if c.error is not None and c is not chosen][:5]:
+        result.warnings.append(f"附件「{quote(cand.file.name, 40)}」未能读取：{quote(str(cand.error), 200)}")
     for code, problem in zip(extracted.problem_codes, extracted.problems):
         if code != "malformed_mime":
             result.warnings.append(problem)
@@ -707,7 +795,10 @@ def _classify(cfg, msg, raw, from_addr, subject, received, size: int | None = No
         )
     if not verified:
         basis = "表中填报单位" if how == "document" else "邮件主题或附件名"
-        result.warnings.append(f"发件地址 {from_addr or '（无）'} 不是「{unit.name}」登记的邮箱，已按{basis}登记，回执同时抄送登记邮箱")
+        who = unverified_roster if how == "address" and unverified_roster else f"发件地址 {from_addr or '（无）'} 不是「{unit.name}」登记的邮箱"
+        result.warnings.append(
+            f"{who}，已按{basis}登记为待核实：不会替换从登记邮箱报送并核实的内容，由政府办公室核实后生效；本回执只发送到登记邮箱"
+        )
     result.late = rnd.is_late(received)
     return result, candidates, extracted, chosen
 
@@ -832,15 +923,16 @@ def _withdraw(db, message: int) -> None:
     db.conn.execute(f"DELETE FROM reports WHERE id IN ({marks})", reports)
     for round_name, unit, task in touched:
         latest = db.conn.execute(
-            "SELECT h.progress, h.report, h.received_at, m.message_id FROM progress_history h "
+            "SELECT h.progress, h.report, h.received_at, m.message_id, r.verified FROM progress_history h "
             "JOIN reports r ON r.id = h.report JOIN messages m ON m.id = r.message "
-            "WHERE h.round = ? AND h.unit = ? AND h.task = ? ORDER BY h.received_at DESC, h.id DESC LIMIT 1",
+            "WHERE h.round = ? AND h.unit = ? AND h.task = ? ORDER BY r.verified DESC, h.received_at DESC, h.id DESC LIMIT 1",
             [round_name, unit, task],
         ).fetchone()
         if latest is not None:
             db.conn.execute(
-                "INSERT OR REPLACE INTO progress (round, unit, task, progress, report, received_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [round_name, unit, task, latest[0], latest[1], latest[2], latest[3] or ""],
+                "INSERT OR REPLACE INTO progress (round, unit, task, progress, report, received_at, message_id, verified) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [round_name, unit, task, latest[0], latest[1], latest[2], latest[3] or "", latest[4]],
             )
 
 
@@ -851,9 +943,12 @@ def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
 
 def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, received: dt.datetime, message_id: str | None) -> None:
     report = chosen.report
-    rows = db.execute("SELECT task, progress, received_at FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]).fetchall()
-    before = {task: text for task, text, _at in rows}
-    on_record = {task: at for task, _text, at in rows}
+    rows = db.execute(
+        "SELECT task, progress, received_at, verified FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]
+    ).fetchall()
+    before = {task: text for task, text, _at, _v in rows}
+    on_record = {task: at for task, _text, at, _v in rows}
+    verified_on_record = {task for task, _text, _at, v in rows if v}
     filled = _own(report.filled, result)
     report_id = store.insert(
         db,
@@ -876,11 +971,16 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
         },
     )
     store.record_progress(
-        db, result.round, result.unit, [(e.task, e.progress) for e in filled], report_id, store.iso(received), message_id or ""
+        db, result.round, result.unit, [(e.task, e.progress) for e in filled], report_id, store.iso(received), message_id or "",
+        verified=result.verified,
     )
     result.tasks = [e.task for e in filled]
     result.missing = _missing(cfg, db, result.round, result.unit)
-    result.superseded = [e.task for e in filled if (on_record.get(e.task) or "") > store.iso(received)]
+    if not result.verified:
+        result.held = [e.task for e in filled if e.task in verified_on_record]
+    result.superseded = [
+        e.task for e in filled if e.task not in result.held and (on_record.get(e.task) or "") > store.iso(received)
+    ]
     result.replaced = bool(before) and len(result.superseded) < len(filled)
     first = db.execute(
         "SELECT MIN(received_at) FROM reports WHERE round = ? AND unit = ? AND id != ?", [result.round, result.unit, report_id]
@@ -894,6 +994,18 @@ def _own(entries, result: IngestResult) -> list:
     return [e for e in entries if e.task not in result.foreign]
 
 
+_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u061c\u180e]")
+
+
+def quote(text: str | None, n: int) -> str:
+    """Text someone outside wrote, fit to be shown back: bidi overrides, zero-width and control
+    characters removed, whitespace collapsed, at most ``n`` characters."""
+    text = _INVISIBLE.sub("", text or "")
+    text = "".join(ch if ch >= " " or ch in "\t\n" else " " for ch in text[: n * 8])
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _sentence(text: str) -> str:
     """A message shown as a sentence of its own ends with a full stop."""
     text = text.rstrip()
@@ -905,14 +1017,9 @@ def _numbers(tasks) -> str:
     return "、".join(str(t) for t in tasks)
 
 
-def _short(text: str, n: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
-
-
 def _task_title(content: str) -> str:
     first = re.split(r"[。；;]", content, maxsplit=1)[0]
-    return _short(first, 30)
+    return quote(first, 30)
 
 
 def _local(cfg: Config, t: dt.datetime) -> str:
@@ -924,6 +1031,20 @@ def _deadline_text(rnd: Round) -> str:
     return f"{rnd.deadline.year}年{rnd.deadline.month}月{rnd.deadline.day}日"
 
 
+def _queue_stranger_notice(cfg: Config, db, result: IngestResult, from_addr: str, received: dt.datetime) -> None:
+    """A fixed text, at most once a day per address, for a sender we could not verify: nothing they
+    wrote (subject, file names, 填报单位, progress) is sent back to them."""
+    from .outbox import queue_mail
+
+    if not from_addr or from_addr in cfg.own_addresses:
+        return
+    day = store.now_utc().astimezone(cfg.tz).date().isoformat()
+    queue_mail(
+        db, cfg, dedupe_key=f"stranger:{from_addr}:{day}", kind="stranger", to=[from_addr],
+        subject="【自动回复】邮件已收到，待核实", template="stranger", context={}, message_row=result.message_row,
+    )
+
+
 def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, subject, received, extracted, chosen, reply_key="") -> None:
     from .outbox import queue_mail
 
@@ -932,12 +1053,29 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
     if result.no_reply:
         log.info("message %s recorded without a reply (%s)", result.message_row, result.no_reply)
         return
-    if not from_addr and (result.status == "rejected" or not cfg.roster.get(result.unit).emails):
-        return  # nobody to answer
     unit = cfg.roster.get(result.unit)
     rnd = cfg.round_named(result.round)
-    to = [from_addr] if from_addr else list(unit.emails)  # no usable From: the unit itself must hear of it
-    cc = [a for a in unit.emails if a not in to] if (not result.verified or result.accepted_by) else []
+    if result.verified:  # a verified roster sender, or a person accepted the mail: answer the sender
+        to = [from_addr] if from_addr else list(unit.emails)
+        cc = [a for a in unit.emails if a not in to] if result.accepted_by else []
+    else:
+        # Nothing a stranger wrote goes to anyone but the office and the unit's registered addresses:
+        # the sender gets a fixed text at most once a day; the unit gets the receipt with the content.
+        _queue_stranger_notice(cfg, db, result, from_addr, received)
+        if result.status == "rejected":
+            return  # the unit has nothing to correct; the coordinator sees it in the digest and `inbox`
+        to, cc, message_id, refs = list(unit.emails), [], None, None
+        limit = int(cfg.bot.get("max_unverified_receipts_per_unit_per_day", 3))
+        since = store.iso(store.now_utc() - dt.timedelta(days=1))
+        queued = db.execute(
+            "SELECT COUNT(*) FROM outbox o JOIN messages m ON m.id = o.message WHERE o.kind = 'ack' AND o.unit = ? "
+            "AND m.verified = 0 AND o.created_at >= ?", [unit.name, since],
+        ).fetchone()[0]
+        if queued >= limit:
+            log.info("message %s: no receipt to %s (already %d for unverified reports today)", result.message_row, unit.name, queued)
+            return
+    if not to:
+        return  # nobody to answer
     common = {
         "unit": unit.name,
         "round": cfg.round_label(rnd),
@@ -955,12 +1093,13 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
             replaced=result.replaced,
             kept=result.kept,
             superseded=result.superseded,
+            held=result.held,
             recorded=[
-                {"number": e.task, "excerpt": _short(e.progress, 40)} for e in _own(chosen.report.filled, result)
+                {"number": e.task, "excerpt": quote(e.progress, 40)} for e in _own(chosen.report.filled, result)
             ],
             missing=[{"number": t, "title": _task_title(cfg.ledger.task(t).content)} for t in result.missing],
             total=len(cfg.roster.tasks_of(unit, cfg.ledger)),
-            warnings=[_sentence(w) for w in result.warnings],
+            warnings=[_sentence(quote(w, 300)) for w in result.warnings],
             on_deadline_day=received.astimezone(cfg.tz).date() == rnd.deadline,
             round_basis=result.round_basis,
             paper_copy=None,  # the sealed paper copy (supervision) goes here
@@ -975,7 +1114,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
             unit=unit.name, round_name=rnd.name, message_row=result.message_row, in_reply_to=message_id, references=refs,
         )
     else:
-        files = [f.name for f in extracted.files] if extracted else []
+        files = [quote(f.name, 40) for f in extracted.files] if extracted else []
         if len(files) > 20:  # 100 attachments need not be listed back one by one
             files = files[:20] + [f"等共 {len(files)} 个文件"]
         attachments = []
@@ -988,7 +1127,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
                 attachments = [{"path": str(path), "name": f"{unit.name}-任务落实台账（填报版）.docx"}]
             except OSError as err:  # e.g. a unit name that is not a valid file name: reply without the form
                 log.error("could not prepare the blank form for %r: %s", unit.name, err)
-        ctx = dict(common, reason=_sentence(result.reason), subject=_short(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
+        ctx = dict(common, reason=_sentence(result.reason), subject=quote(subject, 60) or "（无主题）", files=files, form_attached=bool(attachments))
         queue_mail(
             db, cfg, dedupe_key=f"reject:{result.message_row}{reply_key}", kind="reject", to=to,
             subject=f"【退回】{unit.name} {common['round']}台账未能登记，请按邮件说明重新发送",

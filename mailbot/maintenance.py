@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 from . import store
 from .config import Config
 from .errors import MailbotError
+
+log = logging.getLogger(__name__)
 
 
 def backup(cfg: Config, target: Path) -> Path:
@@ -55,13 +58,22 @@ def reindex(cfg: Config, target: Path, progress: Callable[[int, int], None] | No
     entries.sort(key=lambda e: (e[0], e[1].name))
     db = store.open_db(target)
     counts: dict[str, int] = {}
+    failed: list[str] = []
     try:
         for done, (received, path, meta) in enumerate(entries, 1):
-            result = ingest(
-                cfg, db, path.read_bytes(), received_at=received if meta.get("received_at") else None,
-                source=meta.get("source") or "reindex", folder=meta.get("folder"), uidvalidity=meta.get("uidvalidity"), uid=meta.get("uid"),
-            )
-            counts[result.status] = counts.get(result.status, 0) + 1
+            try:
+                result = ingest(
+                    cfg, db, path.read_bytes(), received_at=received if meta.get("received_at") else None,
+                    source=meta.get("source") or "reindex", folder=meta.get("folder"), uidvalidity=meta.get("uidvalidity"), uid=meta.get("uid"),
+                )
+                status = result.status
+            except (sqlite3.Error, OSError):
+                raise  # the new database or the disk: nothing after this would be right either
+            except Exception:  # noqa: BLE001 - one archived message must not stop the rebuild
+                log.exception("reindex: could not process %s; carrying on", path)
+                failed.append(path.name)
+                status = "error"
+            counts[status] = counts.get(status, 0) + 1
             if progress is not None:
                 progress(done, len(entries))
         replay_decisions(cfg, db, _old_decisions(cfg))  # what people decided (accept …) is not in the archive

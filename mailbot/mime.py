@@ -132,8 +132,9 @@ def parse_address(value) -> tuple[str, str]:
     if any("\udc80" <= c <= "\udcff" for c in raw):  # 8-bit bytes: decode them, keep encoded words as they are
         raw = decode_bytes(_raw_bytes(raw))[0]
     raw = _CONTROL.sub("", raw).replace("\r", " ").replace("\n", " ")
-    pairs = [(n, a) for n, a in email.utils.getaddresses([raw]) if a]
-    if len(pairs) != 1:
+    found = email.utils.getaddresses([raw])
+    pairs = [(n, a) for n, a in found if a]
+    if len(pairs) != 1 or len(found) != 1:  # "mzj@xixia.example <>" is two addresses, one of them empty
         return (decode_header(pairs[0][0]).strip() if pairs else ""), ""
     name, addr = pairs[0]
     addr = addr.strip().lower()

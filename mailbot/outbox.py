@@ -104,7 +104,7 @@ def queue_mail(
 
 log = logging.getLogger(__name__)
 
-REPLY_KINDS = ("ack", "reject")
+REPLY_KINDS = ("ack", "reject", "stranger")  # answers to a message: rate-limited per sender, not sent for old mail
 
 
 class SmtpError(MailbotError):
@@ -204,17 +204,26 @@ def _backoff(attempts: int) -> dt.timedelta:
 
 
 def _over_rate_limit(db, cfg: Config, row: dict, now: dt.datetime) -> bool:
-    """Replies per recipient per day are capped (QUIRKS 20); reminders and digests are not replies."""
+    """Replies are capped per day (QUIRKS 20), counted per sender of the mail answered: strangers
+    writing in a unit's name use up their own budget, never the unit's; reminders are not replies."""
     if row["kind"] not in REPLY_KINDS:
         return False
     limit = int(cfg.smtp.options.get("max_replies_per_address_per_day", 20))
     since = store.iso(now - dt.timedelta(days=1))
+    sender = db.execute("SELECT from_addr FROM messages WHERE id = ?", [row["message"]]).fetchone() if row["message"] else None
+    if sender and sender[0]:
+        sent = db.execute(
+            "SELECT COUNT(*) FROM outbox o JOIN messages m ON m.id = o.message WHERE o.status = 'sent' "
+            f"AND o.kind IN ({', '.join('?' for _ in REPLY_KINDS)}) AND o.sent_at >= ? AND m.from_addr = ?",
+            [*REPLY_KINDS, since, sender[0]],
+        ).fetchone()[0]
+        return sent >= limit
     for addr in json.loads(row["to_addrs"]) + json.loads(row["cc_addrs"] or "[]"):
         sent = db.execute(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND kind IN ('ack','reject') AND sent_at >= ? "
+            f"SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND kind IN ({', '.join('?' for _ in REPLY_KINDS)}) AND sent_at >= ? "
             "AND (EXISTS (SELECT 1 FROM json_each(outbox.to_addrs) WHERE value = ?) "
             "OR EXISTS (SELECT 1 FROM json_each(outbox.cc_addrs) WHERE value = ?))",
-            [since, addr, addr],
+            [*REPLY_KINDS, since, addr, addr],
         ).fetchone()[0]
         if sent >= limit:
             return True

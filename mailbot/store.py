@@ -18,7 +18,7 @@ from .errors import MailbotError
 if TYPE_CHECKING:  # imported where a database is opened: parse workers never load it
     import sqlite_utils
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SchemaError(MailbotError):
@@ -248,7 +248,15 @@ def _v3(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS idx_audit_message ON audit (message)")
 
 
-MIGRATIONS = [(2, _v2), (3, _v3)]  # (version it produces, function); append, never edit a released one
+def _v4(db: sqlite_utils.Database) -> None:
+    """Whether the current text per (round, unit, task) came from a verified sender: an unverified
+    report never replaces verified text (a stranger cannot overwrite a unit's report)."""
+    if "verified" not in {r[1] for r in db.execute("PRAGMA table_info(progress)")}:
+        db.execute("ALTER TABLE progress ADD COLUMN verified INTEGER NOT NULL DEFAULT 1")
+    db.execute("UPDATE progress SET verified = COALESCE((SELECT r.verified FROM reports r WHERE r.id = progress.report), 1)")
+
+
+MIGRATIONS = [(2, _v2), (3, _v3), (4, _v4)]  # (version it produces, function); append, never edit a released one
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -305,16 +313,22 @@ def insert(db: sqlite_utils.Database, table: str, row: dict[str, Any]) -> int:
     return cur.lastrowid
 
 
-def record_progress(db, round_name: str, unit: str, entries: Iterable[tuple[int, str]], report_id: int, received_at: str, message_id: str) -> None:
-    """The current text per (round, unit, task) — the newest received — and every version in the history."""
-    rows = [(round_name, unit, task, text, report_id, received_at, message_id) for task, text in entries]
+def record_progress(
+    db, round_name: str, unit: str, entries: Iterable[tuple[int, str]], report_id: int, received_at: str, message_id: str,
+    verified: bool = True,
+) -> None:
+    """The current text per (round, unit, task) and every version in the history. Current is the
+    newest received among the verified versions; unverified text is current only where no verified
+    text exists (or until a person accepts it, which makes it verified)."""
+    rows = [(round_name, unit, task, text, report_id, received_at, message_id, int(verified)) for task, text in entries]
     db.conn.executemany(
-        "INSERT INTO progress (round, unit, task, progress, report, received_at, message_id) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "INSERT INTO progress (round, unit, task, progress, report, received_at, message_id, verified) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (round, unit, task) DO UPDATE SET progress = excluded.progress, report = excluded.report, "
-        "received_at = excluded.received_at, message_id = excluded.message_id "
-        # A report received before the one on record (moved in from Junk later, an old mail
-        # ingested by hand) goes to the history only: the current text is the newest received.
-        "WHERE excluded.received_at >= progress.received_at",
+        "received_at = excluded.received_at, message_id = excluded.message_id, verified = excluded.verified "
+        # Verified beats unverified; then a report received before the one on record (moved in
+        # from Junk later, an old mail ingested by hand) goes to the history only.
+        "WHERE excluded.verified > progress.verified "
+        "OR (excluded.verified = progress.verified AND excluded.received_at >= progress.received_at)",
         rows,
     )
     db.conn.executemany(

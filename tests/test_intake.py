@@ -142,10 +142,13 @@ def test_unknown_sender_naming_unit_accepted_unverified_and_cc_unit(cfg, db, mak
     raw = mb.simple(sender="someone@qq.example", subject="台账", attachments=[("x.docx", docx_bytes(make_report, unit="西夏区司法局（盖章）"))])
     res = ingest(cfg, db, raw)
     assert (res.status, res.unit, res.verified) == ("accepted", "司法局", False)
-    [ack] = outbox(db)
-    assert json.loads(ack["to_addrs"]) == ["someone@qq.example"]
-    assert json.loads(ack["cc_addrs"]) == ["sfj@xixia.example"]
+    # issue 11: the receipt with the content goes to the unit's registered address only; the
+    # stranger gets a fixed text that quotes nothing it wrote
+    notice, ack = outbox(db)
+    assert json.loads(ack["to_addrs"]) == ["sfj@xixia.example"] and json.loads(ack["cc_addrs"]) == []
     assert "不是「司法局」登记的邮箱" in ack["body_text"]
+    assert (notice["kind"], json.loads(notice["to_addrs"])) == ("stranger", ["someone@qq.example"])
+    assert "司法局" not in notice["body_text"] + notice["subject"] and "台账" not in notice["subject"]
 
 
 def test_unknown_sender_unit_named_in_subject_only(cfg, db, make_report):
@@ -379,10 +382,12 @@ def test_display_name_cannot_pose_as_roster_address(cfg, db, make_report, from_h
     row = db["messages"].get(res.message_row)
     # never the roster address; an ambiguous header yields no address at all
     assert row["from_addr"] in ("attacker@evil.example", "")
-    assert not res.verified  # the report names 民政局, so it is accepted only as unverified
-    [ack] = outbox(db)
-    assert "mzj@xixia.example" in json.loads(ack["cc_addrs"]) + json.loads(ack["to_addrs"])
-    assert "mzj@xixia.example" not in json.loads(ack["to_addrs"]) or row["from_addr"] == ""
+    assert not res.verified
+    if row["from_addr"] == "":  # issue 11: a From without a usable address is quarantined, unanswered
+        assert (res.status, res.reason_code, outbox(db)) == ("quarantined", "bad_from", [])
+    else:  # the report names 民政局: accepted as unverified, the receipt to 民政局's own address
+        acks = [r for r in outbox(db) if r["kind"] == "ack"]
+        assert [json.loads(a["to_addrs"]) for a in acks] == [["mzj@xixia.example"]]
 
 
 def test_line_separator_in_message_id_cannot_reach_headers(cfg, db):
@@ -414,12 +419,17 @@ def test_forward_attached_as_eml_file_is_opened(cfg, db, make_report):
     assert res.status == "accepted" and res.tasks == cfg.roster.tasks_of("民政局", cfg.ledger)
 
 
-def test_no_from_unverified_report_is_acknowledged_to_the_unit(cfg, db, make_report):
+def test_no_from_address_is_quarantined_and_acceptable_by_a_person(cfg, db, make_report):
+    """Issue 11 changed this: a From without a usable address is quarantined (no reply); `accept` resolves it."""
+    from mailbot.intake import accept_message
+
     raw = mb.simple(attachments=[("a.docx", docx_bytes(make_report))]).replace(
         b"From: =?utf-8?b?5byg5LiJ?= <mzj@xixia.example>", b"From: undisclosed-recipients:;"
     )
     res = ingest(cfg, db, raw)
-    assert res.status == "accepted" and not res.verified
+    assert (res.status, res.reason_code) == ("quarantined", "bad_from") and outbox(db) == []
+    got = accept_message(cfg, db, res.message_row, "民政局", reason="核实", actor="c")
+    assert got.status == "accepted"
     [ack] = outbox(db)
     assert json.loads(ack["to_addrs"]) == ["mzj@xixia.example"]
 

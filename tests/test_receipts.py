@@ -104,7 +104,7 @@ def test_receipt_keeps_the_correction_line_and_unverified_warning_ends_with_a_st
     res = ingest(cfg, db, mb.simple(sender="someone@qq.example", subject="民政局", attachments=[("a.docx", doc)], date=mb.when("2023-08-10")))
     body = ack_of(db, res)["body_text"]
     assert "如需更正，请直接回复本邮件" in body
-    assert "回执同时抄送登记邮箱。" in body
+    assert "本回执只发送到登记邮箱。" in body
 
 
 def test_reminders_list_tasks_with_the_chinese_comma_and_no_correction_line(cfg, db):
