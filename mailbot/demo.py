@@ -198,6 +198,11 @@ emails = ["coordinator@demo.example"]
 
 def run_demo(config_path: Path, out=sys.stdout, timeout: float = 90) -> int:
     """Run the demo; everything it writes goes under <state_dir>/demo. Returns an exit code."""
+    import importlib.util
+
+    missing = [m for m in ("aiosmtpd", "pymap") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MailbotError(f"演示需要本地邮件服务器组件（{'、'.join(missing)}）：请运行 ./scripts/demo，或 pip install 'mailbot[demo]'")
     base_cfg = load_config(config_path)
     demo_dir = base_cfg.state_dir / "demo"
     if demo_dir.exists():
