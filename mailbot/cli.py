@@ -261,6 +261,100 @@ def cmd_reprocess(args) -> int:
     return _decide(args, "已重新处理，单位为", lambda cfg, db, n: reprocess_message(cfg, db, n, actor=_actor()))
 
 
+def _supervise(args, act) -> int:
+    """A coordinator's decision on a unit: ``act(cfg, db)`` returns the one Chinese line to print."""
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    try:
+        print(act(cfg, db))
+    finally:
+        db.close()
+    return 0
+
+
+def cmd_paper(args) -> int:
+    from .supervision import record_paper
+
+    return _supervise(args, lambda cfg, db: record_paper(
+        cfg, db, args.unit, args.round, on=args.date, undo=args.undo, actor=_actor(), now=_now(args, cfg)))
+
+
+def cmd_extend(args) -> int:
+    from .supervision import record_extension
+
+    return _supervise(args, lambda cfg, db: record_extension(
+        cfg, db, args.unit, args.round, until=args.until, reason=args.reason, undo=args.undo, actor=_actor()))
+
+
+def cmd_exempt(args) -> int:
+    from .supervision import record_exemption
+
+    return _supervise(args, lambda cfg, db: record_exemption(cfg, db, args.unit, args.round, reason=args.reason, undo=args.undo, actor=_actor()))
+
+
+def cmd_override(args) -> int:
+    from .supervision import override_completion
+
+    return _supervise(args, lambda cfg, db: override_completion(
+        cfg, db, args.unit, args.round, args.task, args.state, reason=args.reason, actor=_actor()))
+
+
+def cmd_completion(args) -> int:
+    from .supervision import completion
+    from .supervision_rules import STATE_LABELS
+
+    cfg = _config(args)
+    rnd = cfg.round_named(args.round)
+    db = store.open_db(cfg.db_path)
+    try:
+        rows = completion(cfg, db, rnd, _now(args, cfg))
+    finally:
+        db.close()
+    if args.unit:
+        unit = cfg.roster.get(args.unit) or cfg.roster.match(args.unit)
+        if unit is None:
+            raise MailbotError(f"名册中没有单位「{args.unit}」：请用单位全称或别名（见 {cfg.path} 的 [[units]]）")
+        rows = [r for r in rows if r["unit"] == unit.name]
+    if args.json:
+        _print_json([{k: r[k] for k in ("unit", "task", "due", "state", "set_by", "overdue")} for r in rows])
+        return 0
+    current = None
+    for r in rows:
+        if r["unit"] != current:
+            current = r["unit"]
+            print(f"{current}：")
+        due = f"完成时限 {r['due']}" if r["due"] else "长期任务"
+        flag = "  【未按时完成】" if r["overdue"] else ""
+        who = "人工认定" if r["set_by"] == "coordinator" else "系统判断"
+        print(f"  任务{r['task']:>2}  {STATE_LABELS[r['state']]}（{who}）  {due}{flag}")
+    overdue = sum(1 for r in rows if r["overdue"])
+    print(f"共 {len(rows)} 项，未按时完成 {overdue} 项。系统判断依据各单位最新填报的文字，可用 mailbot override 人工认定")
+    return 0
+
+
+def cmd_log(args) -> int:
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    try:
+        rows = list(db.query("SELECT * FROM audit ORDER BY id"))
+    finally:
+        db.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("还没有操作记录")
+        return 0
+    words = {"accept": "认定邮件", "reprocess": "重新处理", "paper": "纸质版收到", "paper_undo": "撤销纸质版", "extend": "延期",
+             "extend_undo": "撤销延期", "exempt": "豁免", "exempt_undo": "撤销豁免", "override": "人工认定完成情况"}
+    for r in rows:
+        when = dt.datetime.fromisoformat(r["at"]).astimezone(cfg.tz).strftime("%Y-%m-%d %H:%M")
+        what = " ".join(x for x in (words.get(r["action"], r["action"]), r["unit"] or "", r["round"] or "",
+                                    f"第 {r['message']} 号邮件" if r["message"] else "") if x)
+        print(f"{when}  {r['actor']}  {what}" + (f"  理由：{r['reason']}" if r["reason"] else ""))
+    return 0
+
+
 INBOX_LABELS = {"quarantined": "隔离", "rejected": "退回", "unverified": "未核实"}
 
 
@@ -396,23 +490,30 @@ def render_status(table: dict) -> str:
 
     lines = []
     names = [r["name"] for r in table["rounds"]]
-    header = [pad("单位", 22)] + [pad(n, 30) for n in names]
+    header = [pad("单位", 22)] + [pad(n, 44) for n in names]
     lines.append("".join(header).rstrip())
     for unit in table["units"]:
         cells = [pad(unit["unit"], 22)]
         for name in names:
             st = unit["rounds"][name]
-            text = {"on_time": "按时", "late": "逾期", "missing": "未报送", "pending": "待报送"}[st["state"]]
+            text = {"on_time": "按时", "late": "逾期", "missing": "未报送", "pending": "待报送", "exempt": "豁免"}[st["state"]]
             if st["latest"]:
                 text += f" {st['latest']}"
             if st["state"] in ("on_time", "late") and st["missing_tasks"]:
                 text += f" 缺{len(st['missing_tasks'])}项"
-            cells.append(pad(text, 30))
+            if st.get("extended_until"):
+                text += f" 延期至{st['extended_until'][5:]}"
+            if st.get("overdue_tasks"):
+                text += f" 超时{len(st['overdue_tasks'])}项"
+            if st.get("paper") is not None and st["state"] in ("on_time", "late"):
+                text += " 纸质版已收" if st["paper"] else " 纸质版未收"
+            cells.append(pad(text, 44))
         lines.append("".join(cells).rstrip())
     for r in table["rounds"]:
         c = r["counts"]
         lines.append(
-            f"{r['name']}（截止 {r['deadline']}）：按时 {c['on_time']}，逾期 {c['late']}，未报送 {c['missing']}，待报送 {c['pending']}，共 {c['total']} 个单位"
+            f"{r['name']}（截止 {r['deadline']}）：按时 {c['on_time']}，逾期 {c['late']}，未报送 {c['missing']}，待报送 {c['pending']}，"
+            f"豁免 {c.get('exempt', 0)}，共 {c['total']} 个单位"
         )
     return "\n".join(lines)
 
@@ -822,6 +923,52 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", metavar="原因", help="认定的原因（记入操作记录）")
     s.add_argument("--json", action="store_true", help="输出 JSON（与 ingest --json 相同）")
     s.set_defaults(func=cmd_accept)
+
+    s = _command(sub, "paper", "记录某单位某节点的纸质版（加盖公章）已收到",
+                 "记录某单位在某个报送节点的纸质版（加盖本单位公章）已收到；--undo 撤销。纸质版不影响电子版的按时/逾期")
+    s.add_argument("unit", metavar="单位", help="单位名称或别名")
+    s.add_argument("--round", required=True, metavar="节点", help="报送节点，例如 年中")
+    s.add_argument("--date", metavar="日期", help="收到日期，例如 2023-08-16（默认今天）")
+    s.add_argument("--undo", action="store_true", help="撤销：改为未收到")
+    s.set_defaults(func=cmd_paper)
+
+    s = _command(sub, "extend", "准予某单位在某节点延期报送",
+                 "准予某单位在某个报送节点延期至某日（含当日）：期间不提醒、不催报，在延期日前报送记为按时；--undo 撤销")
+    s.add_argument("unit", metavar="单位", help="单位名称或别名")
+    s.add_argument("--round", required=True, metavar="节点", help="报送节点，例如 年中")
+    s.add_argument("--until", metavar="日期", help="延期至，例如 2023-08-25")
+    s.add_argument("--reason", metavar="理由", help="延期理由（记入操作记录）")
+    s.add_argument("--undo", action="store_true", help="撤销延期")
+    s.set_defaults(func=cmd_extend)
+
+    s = _command(sub, "exempt", "免除某单位某节点的报送",
+                 "免除某单位在某个报送节点的报送：不提醒、不催报、不扣分，在各处显示为「豁免」；--undo 撤销")
+    s.add_argument("unit", metavar="单位", help="单位名称或别名")
+    s.add_argument("--round", required=True, metavar="节点", help="报送节点，例如 年中")
+    s.add_argument("--reason", metavar="理由", help="豁免理由（记入操作记录）")
+    s.add_argument("--undo", action="store_true", help="撤销豁免")
+    s.set_defaults(func=cmd_exempt)
+
+    s = _command(sub, "completion", "各单位各任务的完成情况（已完成、推进中、未启动…）和是否超过完成时限",
+                 "按各单位最新填报的进展判断每项任务的完成情况（系统判断，或人工认定），并按完成时限列出未按时完成的任务")
+    s.add_argument("--round", required=True, metavar="节点", help="报送节点，例如 年中")
+    s.add_argument("--unit", metavar="单位", help="只看某个单位")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_completion)
+
+    s = _command(sub, "override", "人工认定某单位某任务的完成情况",
+                 "人工认定某单位某项任务的完成情况（done 已完成、in_progress 推进中、not_started 未启动、ongoing 持续推进、"
+                 "not_reported 未填报）；该单位此后修改这项任务的内容时，恢复系统判断")
+    s.add_argument("unit", metavar="单位", help="单位名称或别名")
+    s.add_argument("--round", required=True, metavar="节点", help="报送节点，例如 年中")
+    s.add_argument("--task", required=True, type=int, metavar="任务", help="任务序号，例如 6")
+    s.add_argument("--state", required=True, metavar="状态", help="done、in_progress、not_started、ongoing 或 not_reported")
+    s.add_argument("--reason", required=True, metavar="理由", help="认定理由（记入操作记录）")
+    s.set_defaults(func=cmd_override)
+
+    s = _command(sub, "log", "操作记录：谁在何时做了什么（认定、延期、豁免、纸质版、人工认定完成情况）")
+    s.add_argument("--json", action="store_true", help="输出 JSON")
+    s.set_defaults(func=cmd_log)
 
     s = _command(sub, "reprocess", "按当前配置重新处理一封已归档的邮件",
                  "按当前的配置和名册重新处理一封已归档的邮件（编号见 mailbot inbox），例如补登了单位邮箱之后")

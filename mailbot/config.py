@@ -45,6 +45,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "authserv_id": "",  # the receiving server's authserv-id, e.g. "mx.163.com"; "": that of the topmost Authentication-Results
         "require_authentication_results": False,  # true: a roster address is verified only by an aligned pass (no header: unverified)
         "max_unverified_receipts_per_unit_per_day": 3,  # receipts for reports from unverified senders, to the unit's own addresses
+        "paper_copy": True,  # units also deliver the form on paper with their seal (纸质版加盖公章); false: not tracked
+        "paper_copy_place": "行政中心718室",  # where the paper copy goes, said in receipts and reminders
+        "paper_copy_grace_days": 5,  # the digest lists units whose e-report is older than this without a paper copy
         "reply_max_age_days": 14,  # older mail (a first backfill) is recorded but not answered
         "outbox_interval_seconds": 30,
         "warm_conversion": True,  # the daemon keeps one LibreOffice running between legacy-file conversions; false: one per file

@@ -942,7 +942,12 @@ def _missing(cfg: Config, db, round_name: str, unit_name: str) -> list[int]:
 
 
 def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, received: dt.datetime, message_id: str | None) -> None:
+    from .supervision import deadline_end, marks
+
     report = chosen.report
+    end = deadline_end(cfg, cfg.round_named(result.round), marks(db, result.round).get(result.unit))  # an extension moves it
+    result.late = received >= end
+    db.conn.execute("UPDATE messages SET late = ? WHERE id = ?", [int(result.late), result.message_row])
     rows = db.execute(
         "SELECT task, progress, received_at, verified FROM progress WHERE round = ? AND unit = ?", [result.round, result.unit]
     ).fetchall()
@@ -985,7 +990,7 @@ def _store_report(cfg: Config, db, result: IngestResult, chosen: Candidate, rece
     first = db.execute(
         "SELECT MIN(received_at) FROM reports WHERE round = ? AND unit = ? AND id != ?", [result.round, result.unit, report_id]
     ).fetchone()[0]
-    result.first_on_time = bool(first) and not cfg.round_named(result.round).is_late(dt.datetime.fromisoformat(first))
+    result.first_on_time = bool(first) and dt.datetime.fromisoformat(first) < end
     result.kept = sorted(t for t, text in before.items() if text and t not in result.tasks)
 
 
@@ -1047,6 +1052,7 @@ def _queue_stranger_notice(cfg: Config, db, result: IngestResult, from_addr: str
 
 def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, subject, received, extracted, chosen, reply_key="") -> None:
     from .outbox import queue_mail
+    from .supervision import paper_copy_line
 
     if result.status not in ("accepted", "rejected") or result.unit is None:
         return
@@ -1102,7 +1108,7 @@ def _queue_reply(cfg, db, result: IngestResult, refs, message_id, from_addr, sub
             warnings=[_sentence(quote(w, 300)) for w in result.warnings],
             on_deadline_day=received.astimezone(cfg.tz).date() == rnd.deadline,
             round_basis=result.round_basis,
-            paper_copy=None,  # the sealed paper copy (supervision) goes here
+            paper_copy=paper_copy_line(cfg, db, rnd, unit.name),
             correction=True,  # only a receipt has something the unit may correct
         )
         state = "更正" if result.late and result.first_on_time else ("逾期" if result.late else "按时")

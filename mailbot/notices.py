@@ -16,6 +16,7 @@ from pathlib import Path
 
 from . import store
 from .config import Config, Round
+from .supervision import deadline_end, marks, paper_copy_line
 from .outbox import queue_mail
 
 @dataclass
@@ -119,10 +120,16 @@ def due_notices(cfg: Config, db, now: dt.datetime) -> list[Notice]:
                 continue
             if reported is None:
                 reported = reported_units(db, rnd.name)
+                round_marks = marks(db, rnd.name)
             candidates = []
             for unit in cfg.roster:
                 if unit.name in reported or not unit.emails or not cfg.roster.tasks_of(unit, cfg.ledger):
                     continue
+                mark = round_marks.get(unit.name) or {}
+                if mark.get("exempt_reason"):
+                    continue  # exempted from this round: nothing to chase
+                if mark.get("extended_until") and now < deadline_end(cfg, rnd, mark):
+                    continue  # granted more time: neither reminded of nor chased for the round's deadline
                 cc = list(cfg.coordinator_emails) if kind == "overdue" and s["overdue_cc_coordinator"] else []
                 candidates.append(Notice(kind, rnd.name, unit.name, list(unit.emails), step, cc))
             sent = _queued(db, [n.dedupe_key for n in candidates])
@@ -269,7 +276,7 @@ def _unit_context(cfg: Config, db, rnd: Round, unit_name: str, now: dt.datetime)
         "tasks": "、".join(str(t) for t in tasks),
         "ledger_title": cfg.ledger.title,
         "mailbox": cfg.smtp.from_addr or cfg.imap.user,
-        "paper_copy": None,  # the sealed paper copy (supervision) goes here
+        "paper_copy": paper_copy_line(cfg),
     }
 
 

@@ -18,7 +18,7 @@ from .errors import MailbotError
 if TYPE_CHECKING:  # imported where a database is opened: parse workers never load it
     import sqlite_utils
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SchemaError(MailbotError):
@@ -256,7 +256,20 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("UPDATE progress SET verified = COALESCE((SELECT r.verified FROM reports r WHERE r.id = progress.report), 1)")
 
 
-MIGRATIONS = [(2, _v2), (3, _v3), (4, _v4)]  # (version it produces, function); append, never edit a released one
+def _v5(db: sqlite_utils.Database) -> None:
+    """Supervision: per (round, unit) the sealed paper copy, an extension or an exemption; per
+    (round, unit, task) a completion state a person set (kept until the text it judged changes)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS round_marks (round TEXT NOT NULL, unit TEXT NOT NULL, paper_on TEXT, "
+        "extended_until TEXT, extension_reason TEXT, exempt_reason TEXT, PRIMARY KEY (round, unit))"
+    )
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS completion_overrides (round TEXT NOT NULL, unit TEXT NOT NULL, task INTEGER NOT NULL, "
+        "state TEXT NOT NULL, reason TEXT, actor TEXT, at TEXT, text_sha256 TEXT, PRIMARY KEY (round, unit, task))"
+    )
+
+
+MIGRATIONS = [(2, _v2), (3, _v3), (4, _v4), (5, _v5)]  # (version it produces, function); append, never edit a released one
 
 
 # --- queries ----------------------------------------------------------------------------------
@@ -370,3 +383,60 @@ def kv_set(db: sqlite_utils.Database, key: str, value: str | None) -> None:
             db.execute("DELETE FROM kv WHERE key = ?", [key])
         else:
             db["kv"].upsert({"key": key, "value": value, "updated_at": iso(now_utc())}, pk="key")
+
+
+# --- the database's identity (appended: daemon start-up and each daemon job check it) -------------
+
+DB_ID_KEY = "db_id"
+
+
+class MissingDatabase(MailbotError):
+    """The database file is not there (and must not be created silently)."""
+
+
+def open_existing_db(path: str | os.PathLike) -> sqlite_utils.Database:
+    """Like ``open_db``, but never creates the file: a database deleted under a running daemon
+    must not come back empty (it would take the whole mailbox as new mail)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    import sqlite_utils
+
+    if not Path(path).exists():
+        raise MissingDatabase(f"数据库 {path} 不存在")
+    try:
+        conn = sqlite3.connect(f"file:{quote(os.fspath(Path(path).resolve()))}?mode=rw", uri=True)
+    except sqlite3.OperationalError as err:
+        if not Path(path).exists():
+            raise MissingDatabase(f"数据库 {path} 不存在") from err
+        raise
+    db = sqlite_utils.Database(conn)
+    try:
+        db.conn.execute("PRAGMA busy_timeout = 30000")
+        db.conn.execute("PRAGMA foreign_keys = ON")
+        if db.journal_mode != "wal":
+            db.enable_wal()
+        db.conn.execute("PRAGMA synchronous = FULL")
+        ensure_schema(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def database_id(db: sqlite_utils.Database) -> str | None:
+    """This database's identity (a UUID given when a daemon first accepted it), None when it has none."""
+    return kv_get(db, DB_ID_KEY)
+
+
+def assign_database_id(db: sqlite_utils.Database) -> str:
+    """Give the database an identity if it has none; return it."""
+    import uuid
+
+    with write_transaction(db):
+        db.execute("INSERT OR IGNORE INTO kv (key, value, updated_at) VALUES (?, ?, ?)", [DB_ID_KEY, uuid.uuid4().hex, iso(now_utc())])
+    return kv_get(db, DB_ID_KEY)
+
+
+def message_count(db: sqlite_utils.Database) -> int:
+    return db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
