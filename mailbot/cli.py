@@ -732,6 +732,30 @@ def cmd_report_quarterly(args) -> int:
     return 0
 
 
+def cmd_report_annual(args) -> int:
+    from .exports import annual_score_document, write_atomic
+    from .supervision import annual_score
+
+    cfg = _config(args)
+    db = store.open_db(cfg.db_path)
+    now = _now(args, cfg)
+    try:
+        rows = annual_score(cfg, db, args.year, now)
+    finally:
+        db.close()
+    if args.json:
+        _print_json(rows)
+        return 0
+    out = Path(args.output or f"年度考核扣分表-{args.year}.docx")
+    fmt = "xlsx" if out.suffix.lower() == ".xlsx" else "docx"
+    if out.suffix.lower() not in (".docx", ".xlsx"):
+        raise MailbotError(f"输出文件应以 .docx 或 .xlsx 结尾：{out}")
+    write_atomic(out, annual_score_document(cfg, rows, args.year, now, fmt))
+    deducted = [r for r in rows if r["total"]]
+    print(f"已生成 {out}：{len(rows)} 个单位，其中 {len(deducted)} 个单位有扣分")
+    return 0
+
+
 def cmd_backup(args) -> int:
     from .maintenance import backup
 
@@ -1028,12 +1052,20 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("-o", "--output", metavar="文件", help="输出的 JSON 文件（默认：配置文件所在目录的 ledger_<年份>.json）")
     s2.set_defaults(func=cmd_ledger_import)
 
-    s = _command(sub, "report", "生成文书：季度通报草稿")
+    s = _command(sub, "report", "生成文书：季度通报草稿、年度考核扣分表")
     rsub = s.add_subparsers(dest="report_command", metavar="类型", title="类型", parser_class=_Parser, required=True)
     s2 = _command(rsub, "quarterly", "季度通报：本季度逾期、未报送单位及扣分（按 GB/T 9704 排版）")
     s2.add_argument("--quarter", required=True, metavar="季度", help="季度，例如 2023Q3")
     s2.add_argument("-o", "--output", metavar="文件", help="输出文件（.docx）")
     s2.set_defaults(func=cmd_report_quarterly)
+
+    s2 = _command(rsub, "annual", "年度考核扣分表：逾期、未报送、未按时完成的任务、纸质版未报送",
+                  "年度考核扣分表：每个单位的每项扣分及理由（逾期报送、未报送、任务未按完成时限完成、纸质版未报送）和合计；"
+                  "分值见配置 [bot] scoring；延期和豁免已计入")
+    s2.add_argument("--year", required=True, type=int, metavar="年份", help="年份，例如 2023")
+    s2.add_argument("-o", "--output", metavar="文件", help="输出文件（.docx 或 .xlsx，默认 年度考核扣分表-年份.docx）")
+    s2.add_argument("--json", action="store_true", help="输出 JSON")
+    s2.set_defaults(func=cmd_report_annual)
 
     s = _command(sub, "backup", "在线备份数据库（服务可继续运行）")
     s.add_argument("file", metavar="文件", help="备份文件路径，例如 /var/backups/mailbot-20231201.db")

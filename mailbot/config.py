@@ -54,7 +54,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "warm_conversion_max_files": 50,  # a fresh LibreOffice (and profile) after this many files
         "warm_conversion_idle_seconds": 300,  # stopped after this long without work
         "parse_processes": "auto",  # worker processes for a backlog of mail: "auto" (one per core, at most 4) or a number; 0: threads only
-        "scoring": {"late_points": 1.0, "missing_points": 2.0},  # deductions in the quarterly notice
+        # Deductions (年度扣分), per rule: the seed names no numbers, so these are a starting point the office edits.
+        # late: each round reported after its (extended) deadline; missing: each round not reported;
+        # overdue_task: each task past its 完成时限 and not reported done; paper_missing: each round with
+        # an e-report but no sealed paper copy (when [bot] paper_copy is on).
+        "scoring": {"late_points": 1.0, "missing_points": 2.0, "overdue_task_points": 0.5, "paper_missing_points": 0.5},
     },
     # host: 127.0.0.1 applies only when the file has no [imap] (or [smtp]) section at all: a
     # config for the offline commands (ingest, status, export, parse) needs no mail server,

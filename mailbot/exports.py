@@ -202,3 +202,67 @@ def digest_export(cfg: Config, db, now: dt.datetime) -> Path:
     path = cfg.state_dir / "exports" / f"汇总台账-{local:%Y%m%d-%H%M}.xlsx"
     return write_atomic(path, consolidated_xlsx(cfg, db, now, [r for r in cfg.rounds if r.opens <= now] or [cfg.rounds[0]]))
 
+
+
+def annual_score_document(cfg: Config, rows: list[dict], year: int, now: dt.datetime, fmt: str) -> bytes:
+    """The annual score sheet (年度考核扣分表) as .docx (A4, a table the office prints) or .xlsx."""
+    title = f"{cfg.ledger.title or '任务落实台账'}{year}年度报送考核扣分表"
+    local = now.astimezone(cfg.tz)
+    note = f"截至{local.year}年{local.month}月{local.day}日。扣分规则见配置文件 [bot] scoring；完成情况为系统依据各单位填报内容判断，经人工认定的以认定为准。"
+    table = [(i, r["unit"], "；".join(f"{d['reason']}（{d['points']:g}分）" for d in r["deductions"]) or "无", r["total"])
+             for i, r in enumerate(rows, 1)]
+    if fmt == "xlsx":
+        from openpyxl import Workbook
+        from openpyxl.styles import Alignment, Font
+
+        wb = Workbook()
+        ws = wb.active
+        ws.title = "年度扣分"
+        ws.append([title])
+        ws["A1"].font = Font(bold=True, size=14)
+        ws.append(["序号", "单位", "扣分事项", "扣分合计"])
+        for row in table:
+            ws.append(list(row))
+        ws.append([note])
+        for col, width in zip("ABCD", (6, 22, 80, 10), strict=True):
+            ws.column_dimensions[col].width = width
+        for cells in ws.iter_rows(min_row=3):
+            cells[2].alignment = Alignment(wrap_text=True, vertical="top")
+        ws.freeze_panes = "A3"
+        ws.page_setup.orientation = "landscape"
+        ws.page_setup.paperSize = ws.PAPERSIZE_A4
+        ws.print_title_rows = "2:2"
+        buf = io.BytesIO()
+        wb.save(buf)
+        return buf.getvalue()
+    from docx import Document
+    from docx.enum.text import WD_ALIGN_PARAGRAPH
+    from docx.oxml.ns import qn
+    from docx.shared import Mm, Pt
+
+    doc = Document()
+    section = doc.sections[0]
+    section.page_width, section.page_height = Mm(210), Mm(297)
+    section.top_margin, section.bottom_margin, section.left_margin, section.right_margin = Mm(37), Mm(35), Mm(28), Mm(26)
+    style = doc.styles["Normal"]
+    style.font.name, style.font.size = "仿宋_GB2312", Pt(14)
+    style.element.rPr.rFonts.set(qn("w:eastAsia"), "仿宋_GB2312")
+    head = doc.add_paragraph()
+    head.alignment = WD_ALIGN_PARAGRAPH.CENTER
+    run = head.add_run(title)
+    run.font.size, run.bold = Pt(18), True
+    grid = doc.add_table(rows=1, cols=4)
+    grid.style = "Table Grid"
+    for cell, text in zip(grid.rows[0].cells, ("序号", "单位", "扣分事项", "扣分"), strict=True):
+        cell.text = text
+    for row in table:
+        cells = grid.add_row().cells
+        for cell, value in zip(cells, row, strict=True):
+            cell.text = f"{value:g}" if isinstance(value, float) else str(value)
+    for row in grid.rows:
+        for cell, width in zip(row.cells, (Mm(14), Mm(40), Mm(80), Mm(20)), strict=True):
+            cell.width = width
+    doc.add_paragraph(note)
+    buf = io.BytesIO()
+    doc.save(buf)
+    return buf.getvalue()

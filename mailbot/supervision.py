@@ -168,5 +168,55 @@ def overdue_tasks(rows: list[dict]) -> dict[str, list[int]]:
     return out
 
 
-__all__ = ["DONE", "NOT_REPORTED", "completion", "deadline_end", "effective_deadline", "marks", "overdue_tasks",
+def _points(value: float) -> float:
+    return round(float(value), 2)
+
+
+def deductions(cfg: Config, db, rounds: list[Round], as_of: dt.date, now: dt.datetime) -> dict[str, list[dict]]:
+    """unit → its deductions over these rounds as of ``as_of`` (local date): late and missing reports per
+    round (after any extension; none when exempt), each task past its 完成时限 and not done (read from
+    the latest of these rounds), a missing paper copy per round. Points from [bot] scoring."""
+    scoring = cfg.bot.get("scoring", {})
+    firsts = {key: first for key, (first, _latest, _n) in store.unit_report_times(db).items()}
+    out: dict[str, list[dict]] = {u.name: [] for u in cfg.roster if cfg.roster.tasks_of(u, cfg.ledger)}
+    paper = bool(cfg.bot.get("paper_copy", True))
+    for rnd in rounds:
+        round_marks = marks(db, rnd.name)
+        for unit_name, items in out.items():
+            mark = round_marks.get(unit_name) or {}
+            if mark.get("exempt_reason"):
+                continue
+            end = deadline_end(cfg, rnd, mark)
+            first = firsts.get((rnd.name, unit_name))
+            reported = dt.datetime.fromisoformat(first) if first else None
+            if reported is not None and reported.astimezone(cfg.tz).date() <= as_of:
+                if reported >= end:
+                    days = (reported.astimezone(cfg.tz).date() - effective_deadline(rnd, mark)).days
+                    items.append({"reason": f"{rnd.name}逾期报送{days}天", "points": _points(scoring.get("late_points", 1.0))})
+                if paper and not mark.get("paper_on"):
+                    items.append({"reason": f"{rnd.name}未报送纸质版", "points": _points(scoring.get("paper_missing_points", 0.5))})
+            elif as_of > effective_deadline(rnd, mark):
+                items.append({"reason": f"{rnd.name}未报送", "points": _points(scoring.get("missing_points", 2.0))})
+    opened = [r for r in rounds if r.opens.astimezone(cfg.tz).date() <= as_of]
+    if opened:
+        latest = opened[-1]
+        at = dt.datetime.combine(as_of, dt.time(23, 59), cfg.tz)
+        for unit_name, tasks in overdue_tasks(completion(cfg, db, latest, at)).items():
+            if unit_name in out and not (marks(db, latest.name).get(unit_name) or {}).get("exempt_reason"):
+                for task in tasks:
+                    out[unit_name].append({"reason": f"任务{task}未按完成时限完成", "points": _points(scoring.get("overdue_task_points", 0.5))})
+    return out
+
+
+def annual_score(cfg: Config, db, year: int, now: dt.datetime) -> list[dict]:
+    """`mailbot report annual --json`: per unit, its deductions and the total, for the rounds of ``year``."""
+    rounds = [r for r in cfg.rounds if r.deadline.year == year]
+    if not rounds:
+        raise MailbotError(f"{year}年没有报送节点：已配置的节点为 {'、'.join(f'{r.name}（{r.deadline}）' for r in cfg.rounds)}")
+    as_of = min(now.astimezone(cfg.tz).date(), dt.date(year, 12, 31))
+    found = deductions(cfg, db, rounds, as_of, now)
+    return [{"unit": unit, "deductions": items, "total": _points(sum(d["points"] for d in items))} for unit, items in found.items()]
+
+
+__all__ = ["annual_score", "deductions", "DONE", "NOT_REPORTED", "completion", "deadline_end", "effective_deadline", "marks", "overdue_tasks",
            "override_completion", "record_exemption", "record_extension", "record_paper"]

@@ -122,3 +122,65 @@ def test_receipt_and_reminder_mention_the_paper_copy(cfg, db):
     queue_notices(cfg, db, dt.datetime(2023, 8, 8, 9, 30, tzinfo=cfg.tz))
     [rem] = db.query("SELECT body_text FROM outbox WHERE kind = 'reminder' AND unit = '司法局'")
     assert "纸质版报送至行政中心718室" in rem["body_text"]
+
+
+def test_a_simulated_year_scored_line_by_line(cfg_path, cfg, db, capsys, tmp_path):
+    """Both rounds; 民政局 on time with paper, 司法局 late, 教育局 missing, 科学技术局 extended then on time,
+    财政局 exempt, one overridden state; every deduction checked."""
+    d = cfg.ledger.to_dict()
+    from docbuilder import build_report
+
+    def report(unit, progress, day, sender):
+        path = tmp_path / f"{unit}-{day}.docx"
+        doc = build_report(path, d["sections"], d["tasks"], unit=unit, progress=progress).read_bytes()
+        return ingest(cfg, db, mb.simple(sender=sender, subject=unit, attachments=[("a.docx", doc)], date=mb.when(day), body=f"{unit}{day}"))
+
+    def done_all(unit):
+        return {t: "已全部完成" for t in cfg.roster.tasks_of(unit, cfg.ledger)}
+
+    emails = {u.name: u.emails[0] for u in cfg.roster}
+    for unit in [u.name for u in cfg.roster if u.name not in ("司法局", "教育局", "科学技术局", "财政局")]:
+        report(unit, done_all(unit), "2023-08-10", emails[unit])
+        report(unit, done_all(unit), "2023-12-01", emails[unit])
+        for rnd in ("年中", "年底"):
+            run(capsys, cfg_path, "paper", unit, "--round", rnd, "--date", "2023-12-02")
+    sfj = done_all("司法局")
+    first_task = cfg.roster.tasks_of("司法局", cfg.ledger)[0]
+    sfj[first_task] = "正在推进，预计明年完成"
+    report("司法局", sfj, "2023-08-20", emails["司法局"])  # 年中 late by 5 days
+    report("司法局", sfj, "2023-12-04", emails["司法局"])  # 年底 on time
+    run(capsys, cfg_path, "extend", "科学技术局", "--round", "年中", "--until", "2023-08-25", "--reason", "机构改革")
+    report("科学技术局", done_all("科学技术局"), "2023-08-24", emails["科学技术局"])
+    report("科学技术局", done_all("科学技术局"), "2023-12-05", emails["科学技术局"])
+    run(capsys, cfg_path, "exempt", "财政局", "--round", "年中", "--reason", "本年度新设")
+    report("财政局", done_all("财政局"), "2023-12-03", emails["财政局"])
+    jyj_task = cfg.roster.tasks_of("教育局", cfg.ledger)[0]
+    run(capsys, cfg_path, "paper", "司法局", "--round", "年中")
+    code, out, err = run(capsys, cfg_path, "--now", "2023-12-31T18:00+08:00", "report", "annual", "--year", "2023", "--json")
+    assert code == 0, err
+    got = {r["unit"]: r for r in json.loads(out)}
+    assert got["民政局"] == {"unit": "民政局", "deductions": [], "total": 0.0}
+    assert got["司法局"]["deductions"] == [
+        {"reason": "年中逾期报送5天", "points": 1.0},
+        {"reason": "年底未报送纸质版", "points": 0.5},
+        {"reason": f"任务{first_task}未按完成时限完成", "points": 0.5},
+    ] and got["司法局"]["total"] == 2.0
+    from mailbot.supervision_rules import due_date
+
+    last_day = dt.date(2023, 12, 31)  # 12月底 tasks are due that day: not yet overdue on it
+    overdue_jyj = [t for t in cfg.roster.tasks_of("教育局", cfg.ledger) if (due := due_date(cfg.ledger.task(t).deadline, 2023).date) and due < last_day]
+    assert got["教育局"]["deductions"][:2] == [{"reason": "年中未报送", "points": 2.0}, {"reason": "年底未报送", "points": 2.0}]
+    assert len(got["教育局"]["deductions"]) == 2 + len(overdue_jyj) and jyj_task in cfg.roster.tasks_of("教育局", cfg.ledger)
+    assert got["科学技术局"]["deductions"] == [{"reason": "年中未报送纸质版", "points": 0.5}, {"reason": "年底未报送纸质版", "points": 0.5}]
+    assert got["财政局"]["deductions"] == [{"reason": "年底未报送纸质版", "points": 0.5}]  # 年中 exempt
+    # a person's judgement removes a deduction
+    run(capsys, cfg_path, "override", "司法局", "--round", "年底", "--task", str(first_task), "--state", "done", "--reason", "现场核实")
+    code, out, _ = run(capsys, cfg_path, "--now", "2023-12-31T18:00+08:00", "report", "annual", "--year", "2023", "--json")
+    assert {r["unit"]: r["total"] for r in json.loads(out)}["司法局"] == 1.5
+    for name in ("扣分表.docx", "扣分表.xlsx"):
+        code, out, err = run(capsys, cfg_path, "--now", "2023-12-31T18:00+08:00", "report", "annual", "--year", "2023", "-o", str(tmp_path / name))
+        assert code == 0 and (tmp_path / name).stat().st_size > 1000, err
+    from openpyxl import load_workbook
+
+    ws = load_workbook(tmp_path / "扣分表.xlsx").active
+    assert ws["A2"].value == "序号" and any(row[1] == "教育局" for row in ws.iter_rows(values_only=True))
