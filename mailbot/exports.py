@@ -206,7 +206,7 @@ def digest_export(cfg: Config, db, now: dt.datetime) -> Path:
 
 def annual_score_document(cfg: Config, rows: list[dict], year: int, now: dt.datetime, fmt: str) -> bytes:
     """The annual score sheet (年度考核扣分表) as .docx (A4, a table the office prints) or .xlsx."""
-    title = f"{cfg.ledger.title or '任务落实台账'}{year}年度报送考核扣分表"
+    title = f"{year}年度任务落实台账报送考核扣分表"
     local = now.astimezone(cfg.tz)
     note = f"截至{local.year}年{local.month}月{local.day}日。扣分规则见配置文件 [bot] scoring；完成情况为系统依据各单位填报内容判断，经人工认定的以认定为准。"
     table = [(i, r["unit"], "；".join(f"{d['reason']}（{d['points']:g}分）" for d in r["deductions"]) or "无", r["total"])
@@ -253,15 +253,29 @@ def annual_score_document(cfg: Config, rows: list[dict], year: int, now: dt.date
     run.font.size, run.bold = Pt(18), True
     grid = doc.add_table(rows=1, cols=4)
     grid.style = "Table Grid"
+    grid.autofit = False
     for cell, text in zip(grid.rows[0].cells, ("序号", "单位", "扣分事项", "扣分"), strict=True):
         cell.text = text
     for row in table:
         cells = grid.add_row().cells
         for cell, value in zip(cells, row, strict=True):
             cell.text = f"{value:g}" if isinstance(value, float) else str(value)
-    for row in grid.rows:
-        for cell, width in zip(row.cells, (Mm(14), Mm(40), Mm(80), Mm(20)), strict=True):
+    widths = (Mm(14), Mm(38), Mm(86), Mm(18))  # 156 mm: the type area of an A4 page with these margins
+    for column, width in zip(grid.columns, widths, strict=True):
+        column.width = width
+    for i, row in enumerate(grid.rows):
+        for j, (cell, width) in enumerate(zip(row.cells, widths, strict=True)):
             cell.width = width
+            for para in cell.paragraphs:
+                if j != 2 or i == 0:
+                    para.alignment = WD_ALIGN_PARAGRAPH.CENTER
+                for r in para.runs:
+                    r.font.size = Pt(12)
+                    r.bold = i == 0
+        if i == 0:
+            tr_pr = row._tr.get_or_add_trPr()
+            header = tr_pr.makeelement(qn("w:tblHeader"), {qn("w:val"): "true"})
+            tr_pr.append(header)  # repeated on every page
     doc.add_paragraph(note)
     buf = io.BytesIO()
     doc.save(buf)
