@@ -74,7 +74,7 @@ USER, PASSWORD = "xxqzwgk001@example.test", "crash-test-pw"
 # Share of each kind of original mail (duplicates are added on top, see build_corpus).
 WEIGHTS = {
     "report": 0.62,  # a roster unit's filled form: on time or late, first or resubmission (split by time below)
-    "unverified": 0.03,  # unknown sender, the form names a roster unit: accepted, ack to sender + cc the unit
+    "unverified": 0.03,  # unknown sender, the form names a roster unit: accepted unverified, ack to the unit, a notice to the sender
     "bulk": 0.02,  # roster report with Precedence: bulk: accepted, recorded without a reply
     "pdf": 0.03,  # roster sender, a PDF: rejected
     "corrupt": 0.03,  # roster sender, a truncated .docx: rejected
@@ -306,16 +306,18 @@ def corpus_summary(mails: list[Mail]) -> dict[str, int]:
 
 
 def expected_progress(cfg: Config, mails: list[Mail]) -> dict[tuple[str, str, int], tuple[str, str]]:
-    """(round, unit, task) → (text, Message-ID) of the latest accepted report with text for it."""
-    expected: dict[tuple[str, str, int], tuple[str, str]] = {}
+    """(round, unit, task) → (text, Message-ID) of the latest accepted report with text for it; a verified
+    sender's text is never replaced by an unverified one (docs/RELIABILITY.md, issue 11)."""
+    expected: dict[tuple[str, str, int], tuple[str, str, bool]] = {}
     for m in sorted(mails, key=lambda m: m.when):
         if m.status != "accepted":
             continue
         rnd, _late = expected_round(cfg, m.when)
         for task, text in m.texts.items():
-            if text:
-                expected[(rnd, m.unit, task)] = (text, m.message_id)
-    return expected
+            key = (rnd, m.unit, task)
+            if text and (key not in expected or m.verified or not expected[key][2]):
+                expected[key] = (text, m.message_id, m.verified)
+    return {k: v[:2] for k, v in expected.items()}
 
 
 def load_mailbox(dovecot: Dovecot, mails: list[Mail]) -> int:
@@ -359,6 +361,7 @@ poll_interval_seconds = 1
 outbox_interval_seconds = 1
 # a backfill of 2023 mail: answer it all (the default recorded old mail without a reply)
 reply_max_age_days = 1000000
+max_unverified_receipts_per_unit_per_day = 1000000  # every unverified report gets its receipt: the check expects one per report
 
 [imap]
 host = "127.0.0.1"
@@ -875,7 +878,14 @@ def check(cfg: Config, cfg_path: Path, mails: list[Mail], validity: int, capture
         m = mail_of_row.get(o["message"])
         for i in got:
             c = captured[i]
-            if m is not None and (c.message["In-Reply-To"] != m.message_id or m.sender not in c.rcpt_tos):
+            if m is not None and not m.verified:
+                # An unverified sender: the receipt goes to the unit's registered address (not threaded
+                # to a mail the unit never saw), the sender gets a fixed notice.
+                unit_addr = cfg.roster.get(m.unit).emails[0]
+                want = [m.sender] if o["kind"] == "stranger" else [unit_addr]
+                if c.rcpt_tos != want:
+                    result.smtp_problems.append(f"{o['dedupe_key']}: rcpt {c.rcpt_tos}; expected {want}")
+            elif m is not None and (c.message["In-Reply-To"] != m.message_id or m.sender not in c.rcpt_tos):
                 result.smtp_problems.append(f"{o['dedupe_key']}: In-Reply-To {c.message['In-Reply-To']}, rcpt {c.rcpt_tos}; expected {m.message_id} to {m.sender}")
         for a, b in zip(got, got[1:]):
             pairs.append((a, b, o, m))

@@ -307,7 +307,7 @@ def _report(cfg, replies: Path, out) -> None:
     for row in db.query("SELECT id, from_addr, subject, status, unit, late, verified, reason FROM messages ORDER BY id"):
         extra = ""
         if row["status"] == "accepted":
-            extra = ("逾期" if row["late"] else "按时") + ("" if row["verified"] else "，发件人未登记，已抄送单位")
+            extra = ("逾期" if row["late"] else "按时") + ("" if row["verified"] else "，发件人未登记：待核实，回执发往单位登记邮箱")
         else:
             extra = row["reason"] or ""
         print(f"  #{row['id']} {row['from_addr']}「{row['subject']}」→ {labels[row['status']]} {row['unit'] or ''} {extra}", file=out)
