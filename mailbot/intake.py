@@ -156,13 +156,23 @@ def archive_meta(archive_path: Path, meta: dict) -> None:
             raise
 
 
+def _filesystem_now(folder: Path, fallback: float) -> float:
+    """The time as the file system stamps it (a network file system's clock, or ours): file ages are
+    measured against it, not against the process clock."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".now-") as probe:
+            return os.fstat(probe.fileno()).st_mtime
+    except OSError:
+        return fallback
+
+
 def sweep_archive_temp(state_dir: Path, older_than: float = 3600) -> int:
     """Remove temporary files a killed process left in the archive (never a finished message)."""
     import time
 
     removed = 0
-    cutoff = time.time() - older_than
     archive_dir = state_dir / "archive"
+    cutoff = _filesystem_now(archive_dir, time.time()) - older_than
     for tmp in [*archive_dir.glob(".tmp-*"), *archive_dir.glob("*/.tmp-*")]:  # streamed mail, then messages and sidecars
         try:
             if tmp.stat().st_mtime < cutoff:
