@@ -537,8 +537,7 @@ def cmd_run(args) -> int:
     cfg.imap.password()  # fail now, with one line, rather than in the first poll
     if cfg.smtp.user:
         cfg.smtp.password()
-    store.open_db(cfg.db_path).close()
-    run(cfg)
+    run(cfg)  # it checks (or creates) the database itself: a broken state directory is reported, not fatal
     return 0
 
 
@@ -591,6 +590,17 @@ def cmd_check(args) -> int:
         ok = False
     if not cfg.smtp.from_addr and cfg.smtp.user:  # both empty: one of check_warnings
         print("提示：[smtp] from 未设置，将使用 [smtp] user 作为发件地址", file=sys.stderr)
+    import shutil
+
+    if shutil.which("soffice"):
+        from .convert import probe_confinement
+
+        confinement = probe_confinement()
+        if confinement in ("netns", "userns+netns"):
+            print("LibreOffice：转换旧版文档时无网络访问（独立的网络命名空间），链接内容不会被加载")
+        else:
+            print(f"提示：LibreOffice 转换时无法隔离网络（{confinement}），只靠配置禁止加载链接；"
+                  "启用方法见 docs/RELIABILITY.md「LibreOffice cannot reach the network」", file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -6,25 +6,37 @@ compression ratio) before anything is decompressed; LibreOffice runs with its ow
 profile, in its own process group, under a timeout: started per file (cold), or,
 in the daemon when ``configure_warm`` turned it on, kept warm between files
 (mailbot.warm_convert) with a cold retry whenever the warm path fails.
+
+LibreOffice cannot reach the network: it runs in a network namespace of its own
+(``warm_convert.confine_network``; root or an unprivileged user namespace), and its
+profile blocks linked content (``warm_convert.write_profile_settings``), so a
+document's linked image or object is never fetched (no SSRF). A cold conversion runs
+under a guard process that kills it, and removes its files, when the process that
+started it dies; leftovers of processes killed outright are swept
+(``sweep_conversion_temp``) at the next start and before a process's first conversion.
 """
 
 from __future__ import annotations
 
 import atexit
 import io
+import json
 import logging
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
+import sys
 import tempfile
 import threading
-import uuid
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import warm_convert
 from .errors import ConversionError, ReportError
 from .warm_convert import WarmBusy, WarmConverter, WarmError, WarmUnavailable
 
@@ -233,10 +245,11 @@ def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
 
     Cold (the default): each conversion starts its own soffice with its own user
     profile (concurrent runs sharing one fail silently) in its own process group,
-    killed whole on timeout. Warm (``configure_warm``, the daemon): a long-lived
-    soffice (mailbot.warm_convert) converts it; on any trouble there (timeout,
-    crash, refusal, no UNO) the file is converted once more cold. The input type
-    is left for LibreOffice to detect (no forced filter), which is what .wps needs.
+    under a guard (``warm_convert --guard``) that keeps it off the network and kills
+    it with us, killed whole on timeout. Warm (``configure_warm``, the daemon): a
+    long-lived soffice (mailbot.warm_convert) converts it; on any trouble there
+    (timeout, crash, refusal, no UNO) the file is converted once more cold. The input
+    type is left for LibreOffice to detect (no forced filter), which is what .wps needs.
     """
     exe = soffice_path()
     label = KIND_LABELS.get(kind, kind)
@@ -244,6 +257,7 @@ def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
         raise ConversionError(
             f"附件是 {label} 旧格式文档，本服务器未安装 LibreOffice，无法转换：" + SAVE_AS_DOCX, "no_converter"
         )
+    _sweep_once(timeout)
     suffix = {"doc": ".doc", "wps": ".wps", "odt": ".odt", "rtf": ".rtf"}.get(kind, ".bin")
     warm = _warm_converter(exe)
     if warm is not None:
@@ -259,21 +273,50 @@ def convert_to_docx(data: bytes, kind: str, timeout: float = 120) -> bytes:
 
 
 def _convert_warm(warm: WarmConverter, data: bytes, suffix: str, timeout: float) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="mailbot-lo-") as tmp:
+    tmp = warm_convert.make_workdir()
+    try:
         src = Path(tmp) / f"report{suffix}"
         src.write_bytes(data)
         out = Path(tmp) / "report.docx"
         warm.convert_file(str(src), str(out), timeout)
+        note_confinement(warm.confinement, "warm")
         return out.read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+GUARD_GRACE = 10  # seconds the guard waits past our own deadline before it kills soffice on its own
+
+
+def _guard_command(cmd: list[str], workdir: str, timeout: float) -> list[str]:
+    args = {"cmd": cmd, "parent": os.getpid(), "workdir": workdir, "timeout": timeout + GUARD_GRACE}
+    # -I -S: the standard library only (the guard is warm_convert.py, which imports nothing else)
+    return [sys.executable, "-I", "-S", os.path.abspath(warm_convert.__file__), "--guard", json.dumps(args)]
+
+
+def _guard_report(err_text: bytes) -> tuple[str | None, list[str]]:
+    """The guard's confinement line, and the other stderr lines (LibreOffice's own)."""
+    confinement, rest = None, []
+    for line in (err_text or b"").decode("utf-8", "replace").splitlines():
+        if line.startswith(warm_convert.GUARD_TAG):
+            try:
+                confinement = str(json.loads(line[len(warm_convert.GUARD_TAG):]).get("confinement"))
+            except (ValueError, AttributeError):
+                pass
+        elif line.strip():
+            rest.append(line.strip())
+    return confinement, rest
 
 
 def _convert_cold(exe: str, data: bytes, label: str, suffix: str, timeout: float) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="mailbot-lo-") as tmp:
+    tmp = warm_convert.make_workdir()
+    try:
         tmpdir = Path(tmp)
         src = tmpdir / f"report{suffix}"
         src.write_bytes(data)
         outdir = tmpdir / "out"
-        profile = tmpdir / f"profile-{uuid.uuid4().hex}"
+        profile = tmpdir / "profile"
+        warm_convert.write_profile_settings(profile)
         cmd = [
             exe,
             "--headless",
@@ -290,7 +333,8 @@ def _convert_cold(exe: str, data: bytes, label: str, suffix: str, timeout: float
         env = dict(os.environ, HOME=str(tmpdir))
         try:
             proc = subprocess.Popen(
-                cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+                _guard_command(cmd, tmp, timeout), stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                env=env, cwd=tmp, start_new_session=True,
             )
         except OSError as err:
             raise ConversionError(f"无法启动 LibreOffice 转换 {label} 文档：" + SAVE_AS_DOCX, "conversion_failed") from err
@@ -301,13 +345,16 @@ def _convert_cold(exe: str, data: bytes, label: str, suffix: str, timeout: float
             raise ConversionError(f"{label} 文档转换超时（{int(timeout)} 秒）：" + SAVE_AS_DOCX, "conversion_timeout") from None
         finally:
             _kill_group(proc)  # soffice may leave helpers behind
+        confinement, lines = _guard_report(err_text)
+        note_confinement(confinement, "cold")
         out = outdir / "report.docx"
         if proc.returncode != 0 or not out.exists() or out.stat().st_size == 0:
-            detail = (err_text or b"").decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             raise ConversionError(
                 f"{label} 文档无法转换（文件可能已损坏或加密）：" + SAVE_AS_DOCX, "conversion_failed"
-            ) from RuntimeError(detail[0])
+            ) from RuntimeError((lines[-1:] or [""])[0])
         return out.read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -319,6 +366,108 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
+
+
+# --- which protection is active, and leftovers ------------------------------------------------
+
+_confinement_lock = threading.Lock()
+_confinement_logged: dict[str, str] = {}
+
+
+def describe_confinement(confinement: str | None) -> str:
+    """One line for the log: how LibreOffice is kept off the network."""
+    links = "linked content blocked in its profile (BlockUntrustedRefererLinks, links never updated, a dead proxy for http/https/ftp, macros off)"
+    if confinement in ("netns", "userns+netns"):
+        how = "a network namespace of its own" + (" (unprivileged user namespace)" if confinement == "userns+netns" else "")
+        return f"LibreOffice runs without network access: {how}; {links}"
+    why = (confinement or "unknown")[len("none: "):] if (confinement or "").startswith("none: ") else (confinement or "unknown")
+    return (
+        f"LibreOffice runs WITH network access: no network namespace available here ({why}); only {links}. "
+        "To add it: allow unprivileged user namespaces (user.max_user_namespaces > 0; Debian kernel.unprivileged_userns_clone=1; "
+        "Ubuntu ≥ 23.10 kernel.apparmor_restrict_unprivileged_userns=0) and no RestrictNamespaces= in the systemd unit"
+    )
+
+
+def note_confinement(confinement: str | None, path: str) -> None:
+    """Log once per process (and whenever it changes) which protection the cold or warm path has."""
+    if confinement is None:
+        return
+    with _confinement_lock:
+        if _confinement_logged.get(path) == confinement:
+            return
+        _confinement_logged[path] = confinement
+    text = describe_confinement(confinement)
+    if confinement.startswith("none"):
+        log.warning("%s conversions: %s", path, text)
+    else:
+        log.info("%s conversions: %s", path, text)
+
+
+def probe_confinement(timeout: float = 30) -> str:
+    """Run the guard around /bin/true: what a conversion would get here ("netns", "userns+netns" or "none: …")."""
+    tmp = warm_convert.make_workdir()
+    try:
+        true = shutil.which("true") or "/bin/true"
+        proc = subprocess.run(
+            _guard_command([true], tmp, timeout), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            timeout=timeout, start_new_session=True,
+        )
+        return _guard_report(proc.stderr)[0] or "none: the guard did not report"
+    except (OSError, subprocess.SubprocessError) as err:
+        return f"none: the guard did not run ({err})"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sweep_conversion_temp(older_than: float = 120, tmpdir: str | os.PathLike | None = None) -> int:
+    """Remove the work directories (LibreOffice profile and a copy of the attachment) of conversions
+    whose process is gone, after killing any LibreOffice still running from one. Returns how many.
+
+    A directory names its owner (``warm_convert.make_workdir``: pid and start time), so one in use
+    by a live process is never touched, however old; an untagged one (an older mailbot) goes when
+    older than ``older_than`` seconds (the conversion timeout). Only our own directories (same uid).
+    """
+    base = Path(tmpdir or tempfile.gettempdir())
+    removed = 0
+    now = time.time()
+    try:
+        candidates = list(base.glob(warm_convert.WORKDIR_PREFIX + "*"))
+    except OSError:
+        return 0
+    for d in candidates:
+        try:
+            st = d.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+            continue
+        owner = warm_convert.workdir_owner(d.name)
+        if owner is not None:
+            if warm_convert.process_start_time(owner[0]) == owner[1]:
+                continue  # its process is alive: in use
+        elif now - st.st_mtime < older_than:
+            continue
+        warm_convert.kill_processes_using(str(d))
+        shutil.rmtree(d, ignore_errors=True)
+        if not d.exists():
+            removed += 1
+    return removed
+
+
+_swept_pids: set[int] = set()
+
+
+def _sweep_once(timeout: float) -> None:
+    """Before a process's first conversion (any command that converts): sweep what killed ones left."""
+    pid = os.getpid()
+    if pid in _swept_pids:
+        return
+    _swept_pids.add(pid)
+    try:
+        if n := sweep_conversion_temp(older_than=timeout):
+            log.info("removed %d LibreOffice work directories left by conversions whose process was killed", n)
+    except Exception as err:  # noqa: BLE001 - housekeeping must never stop a conversion
+        log.warning("could not sweep old LibreOffice work directories: %s", err)
 
 
 # --- the warm converter (daemon only) ---------------------------------------------------------

@@ -12,7 +12,9 @@ conversions, safely:
 * soffice listens only on a UNO *pipe* (a Unix socket, /tmp/OSL_PIPE_<uid>_<random>,
   which only its owner can connect to), never on a network port.
 * Each soffice gets a fresh private profile directory (and HOME), removed when it
-  stops; the user's profile is never used.
+  stops; the user's profile is never used. The profile blocks linked content
+  (``write_profile_settings``) and the helper, with its soffice, runs in a network
+  namespace of its own (``confine_network``): a document cannot reach any address.
 * Every conversion has a deadline: when it passes, the whole process group is
   killed (SIGKILL) and ``WarmTimeout`` raised. A soffice that crashed, or failed
   on a file, is noticed (``WarmFailed``) and its group killed; the next conversion
@@ -24,13 +26,15 @@ conversions, safely:
 
 Callers (mailbot.convert) retry cold on any ``WarmError``. This file must stay
 importable by a bare system Python (stdlib only, no mailbot imports): it is also
-the helper's program.
+the helper's program, and the guard (``--guard``) of every cold conversion.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -153,6 +157,7 @@ class WarmConverter:
         self.starts = 0
         self.conversions = 0
         self.soffice_pid: int | None = None
+        self.confinement: str | None = None  # how the running soffice is kept off the network (see confine_network)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -221,7 +226,7 @@ class WarmConverter:
             if self.python is None:
                 self._disabled = "no Python here can import uno (install python3-uno, or set MAILBOT_UNO_PYTHON)"
                 raise WarmUnavailable(self._disabled)
-        self._workdir = tempfile.mkdtemp(prefix="mailbot-lo-warm-")
+        self._workdir = make_workdir("warm")
         self._pipe_name = "mailbot_" + uuid.uuid4().hex
         args = {"soffice": self.soffice, "profile": os.path.join(self._workdir, "profile"), "pipe": self._pipe_name, "home": self._workdir}
         log = open(os.path.join(self._workdir, "helper.log"), "wb")
@@ -250,6 +255,7 @@ class WarmConverter:
             self._note_start_failure()
             raise WarmFailed(f"LibreOffice did not start: {hello.get('error') or hello}")
         self._start_failures = 0
+        self.confinement = str(hello.get("confinement") or "unknown")
         self.soffice_pid = hello.get("soffice_pid")
         self._sockets = [str(p) for p in hello.get("sockets") or []]
 
@@ -472,6 +478,7 @@ def group_processes(pgid: int) -> list[dict]:
 def _serve(args: dict) -> int:  # pragma: no cover - runs in the helper process
     # The protocol gets its own copy of stdout; fd 1 goes to the log, so a stray print
     # (ours, uno's) cannot corrupt a reply.
+    confinement = confine_network()  # first: unsharing a user namespace needs a single-threaded process
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
 
@@ -524,7 +531,7 @@ def _serve(args: dict) -> int:  # pragma: no cover - runs in the helper process
         return tuple(items)
 
     profile = args["profile"]
-    os.makedirs(profile, exist_ok=True)
+    write_profile_settings(profile)
     cmd = [
         args["soffice"], "--headless", "--invisible", "--norestore", "--nologo", "--nolockcheck", "--nodefault",
         "-env:UserInstallation=" + uno.systemPathToFileUrl(profile),
@@ -556,7 +563,7 @@ def _serve(args: dict) -> int:  # pragma: no cover - runs in the helper process
     if soffice_bin:
         watched.append(soffice_bin)
         sockets[:] = sorted(set(sockets) | set(socket_paths(soffice_bin)))
-    reply({"ready": True, "soffice_pid": soffice_bin, "sockets": sockets})
+    reply({"ready": True, "soffice_pid": soffice_bin, "sockets": sockets, "confinement": confinement})
 
     # Never run document macros, never update links from the network, never ask anything.
     load_props = props(Hidden=True, ReadOnly=True, MacroExecutionMode=0, UpdateDocMode=0)
@@ -609,7 +616,220 @@ def _serve(args: dict) -> int:  # pragma: no cover - runs in the helper process
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover - the helper
+# --- confinement: no network, no linked content -------------------------------------------------
+
+CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
+PR_SET_PDEATHSIG = 1
+
+# Written into every profile before LibreOffice first starts (registrymodifications.xcu, the
+# user layer it reads at start-up), so that even without a network namespace a document cannot
+# make it fetch anything:
+# - BlockUntrustedRefererLinks: links from a document outside the trusted locations (there are
+#   none) are not resolved: linked images and OLE objects (LibreOffice ≥ 4.2). It does not cover
+#   everything: LibreOffice 7.4 still fetches a paragraph's linked background image, hence
+# - a proxy for http, https and ftp that does not exist (127.0.0.1 port 1: refused at once, no
+#   DNS lookup), with no exceptions: whatever still asks for a URL gets nothing;
+# - Writer's "update links when loading": 0 = never (css.document.LinkUpdateModes.NEVER);
+# - macros never run (security level 3 = very high, and execution disabled).
+# tests/test_faults.py::test_each_protection_alone_blocks_the_links checks them without the namespace.
+_NO_PROXY_HERE = "127.0.0.1"
+PROFILE_SETTINGS = (
+    ("/org.openoffice.Office.Common/Security/Scripting", "BlockUntrustedRefererLinks", "true"),
+    ("/org.openoffice.Office.Common/Security/Scripting", "MacroSecurityLevel", "3"),
+    ("/org.openoffice.Office.Common/Security/Scripting", "DisableMacrosExecution", "true"),
+    ("/org.openoffice.Office.Writer/Content/Update", "Link", "0"),
+    ("/org.openoffice.Inet/Settings", "ooInetProxyType", "1"),  # 1 = manual
+    ("/org.openoffice.Inet/Settings", "ooInetNoProxy", ""),
+    ("/org.openoffice.Inet/Settings", "ooInetHTTPProxyName", _NO_PROXY_HERE),
+    ("/org.openoffice.Inet/Settings", "ooInetHTTPProxyPort", "1"),
+    ("/org.openoffice.Inet/Settings", "ooInetHTTPSProxyName", _NO_PROXY_HERE),
+    ("/org.openoffice.Inet/Settings", "ooInetHTTPSProxyPort", "1"),
+    ("/org.openoffice.Inet/Settings", "ooInetFTPProxyName", _NO_PROXY_HERE),
+    ("/org.openoffice.Inet/Settings", "ooInetFTPProxyPort", "1"),
+)
+
+
+def write_profile_settings(profile: str | os.PathLike) -> str:
+    """Create a LibreOffice user installation at ``profile`` whose settings block linked content; return the .xcu path."""
+    user = os.path.join(os.fspath(profile), "user")
+    os.makedirs(user, exist_ok=True)
+    items = "".join(
+        f'<item oor:path="{path}"><prop oor:name="{name}" oor:op="fuse">' + (f"<value>{value}</value>" if value else "<value/>") + "</prop></item>\n"
+        for path, name, value in PROFILE_SETTINGS
+    )
+    text = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        '<oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">\n' + items + "</oor:items>\n"
+    )
+    path = os.path.join(user, "registrymodifications.xcu")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return path
+
+
+def confine_network() -> str:
+    """Move this process (and all it starts later) into a new, empty network namespace.
+
+    Must run while the process has one thread. Returns what was achieved:
+    "netns" (we had CAP_SYS_ADMIN: root), "userns+netns" (an unprivileged user maps
+    itself into a user namespace of its own, which allows the network namespace), or
+    "none: <why>". The new namespace has only a loopback device that is down: no
+    address at all, 127.0.0.1 included, can be reached; Unix sockets in the file
+    system (the UNO pipe) still work.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        unshare = libc.unshare
+    except (OSError, AttributeError) as err:
+        return f"none: no unshare() here ({err})"
+    if unshare(CLONE_NEWNET) == 0:
+        return "netns"
+    first = os.strerror(ctypes.get_errno())
+    uid, gid = os.getuid(), os.getgid()
+    if unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        return f"none: unshare(CLONE_NEWNET) {first}; with a user namespace: {os.strerror(ctypes.get_errno())}"
+    try:  # keep our own uid/gid inside (files, /tmp/OSL_PIPE_<uid>_* names and signals stay as they were)
+        for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"), ("/proc/self/gid_map", f"{gid} {gid} 1")):
+            with open(path, "w") as fh:
+                fh.write(text)
+    except OSError:
+        pass  # unmapped ids show as "nobody" inside; the network is gone all the same
+    return "userns+netns"
+
+
+def set_parent_death_signal(signum: int) -> bool:
+    """Linux: ``signum`` is delivered to this process when the thread that started it ends."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signum), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+# --- work directories, named after their owner ------------------------------------------------
+
+WORKDIR_PREFIX = "mailbot-lo-"
+_OWNER_RE = re.compile(r"^mailbot-lo-(?:warm-)?(\d+)-(\d+)-")
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks after boot, /proc/PID/stat field 22), None when gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if fields[0] in (b"Z", b"X"):
+            return None
+        return int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def make_workdir(kind: str = "") -> str:
+    """A private temporary directory named mailbot-lo-[KIND-]<pid>-<start time>-<random>.
+
+    The owner's pid and start time in the name let a later process tell a leftover
+    (its owner died, e.g. SIGKILLed mid-conversion) from a directory in use, even if
+    the pid was reused (``mailbot.convert.sweep_conversion_temp``)."""
+    pid = os.getpid()
+    start = process_start_time(pid) or 0
+    return tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{kind + '-' if kind else ''}{pid}-{start}-")
+
+
+def workdir_owner(name: str) -> tuple[int, int] | None:
+    """(pid, start time) of the process that made work directory ``name``; None for an older, untagged name."""
+    m = _OWNER_RE.match(name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def kill_processes_using(directory: str) -> list[int]:
+    """SIGKILL our own processes whose command line or working directory is inside ``directory`` (a stray soffice)."""
+    directory = os.path.realpath(directory)
+    me, uid, killed = os.getpid(), os.geteuid(), []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return killed
+    needle = os.path.basename(directory).encode()
+    for pid in pids:
+        if pid == me:
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                cwd = ""
+            if needle in cmdline or cwd == directory or cwd.startswith(directory + "/"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        except (OSError, ValueError):
+            continue
+    end = time.monotonic() + 3
+    while killed and time.monotonic() < end and any(pid_alive(p) for p in killed):
+        time.sleep(0.05)
+    return killed
+
+
+# --- the guard of a cold conversion ---------------------------------------------------------------
+
+GUARD_TAG = "mailbot-guard: "
+
+
+class _ParentGone(BaseException):
+    pass
+
+
+def _guard(args: dict) -> int:  # pragma: no cover - runs in the guard process
+    """Run one cold LibreOffice conversion so that it cannot reach the network and cannot outlive us.
+
+    Started by mailbot.convert in a session of its own (so we lead the process group
+    soffice and its children join). Reports its confinement on stderr, then runs the
+    command; when the process that started us dies (even by SIGKILL: PR_SET_PDEATHSIG),
+    when it sends SIGTERM, or when our own deadline passes, every process of the group is
+    killed and the work directory removed: nothing is left running or on disk.
+    """
+    confinement = confine_network()
+    parent, workdir = int(args["parent"]), args["workdir"]
+
+    def on_term(_signum, _frame):
+        raise _ParentGone()
+
+    signal.signal(signal.SIGTERM, on_term)
+    set_parent_death_signal(signal.SIGTERM)
+    sys.stderr.write(GUARD_TAG + json.dumps({"confinement": confinement}) + "\n")
+    sys.stderr.flush()
+    rc = 1
+    try:
+        if os.getppid() != parent:  # died before the death signal was armed
+            raise _ParentGone()
+        proc = subprocess.Popen(args["cmd"], stdin=subprocess.DEVNULL)
+        rc = proc.wait(timeout=float(args["timeout"]))
+    except (_ParentGone, subprocess.TimeoutExpired):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        me = os.getpid()
+        for info in group_processes(os.getpgid(0)):
+            if info["pid"] != me:
+                try:
+                    os.kill(info["pid"], signal.SIGKILL)
+                except OSError:
+                    pass
+        end = time.monotonic() + 3
+        while time.monotonic() < end and any(p["pid"] != me for p in group_processes(os.getpgid(0))):
+            time.sleep(0.05)
+        if os.getppid() != parent:  # nobody is left to remove it
+            shutil.rmtree(workdir, ignore_errors=True)
+        return 137
+    return rc
+
+
+if __name__ == "__main__":  # pragma: no cover - the helper and the guard
     if len(sys.argv) == 3 and sys.argv[1] == "--serve":
         sys.exit(_serve(json.loads(sys.argv[2])))
-    sys.exit("usage: warm_convert.py --serve JSON (started by mailbot, not by hand)")
+    if len(sys.argv) == 3 and sys.argv[1] == "--guard":
+        sys.exit(_guard(json.loads(sys.argv[2])))
+    sys.exit("usage: warm_convert.py --serve JSON | --guard JSON (started by mailbot, not by hand)")
