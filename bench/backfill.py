@@ -116,8 +116,9 @@ def _tree_rss_kb(pid: int) -> tuple[int, int]:
         try:
             with open(f"/proc/{p}/status") as fh:
                 rss = next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
-            with open(f"/proc/{p}/task/{p}/children") as fh:
-                stack.extend(int(c) for c in fh.read().split())
+            for task in os.listdir(f"/proc/{p}/task"):  # workers are started by a thread, not the main one
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    stack.extend(int(c) for c in fh.read().split())
         except (OSError, ValueError):
             continue
         total += rss

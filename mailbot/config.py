@@ -53,7 +53,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "warm_conversion": True,  # the daemon keeps one LibreOffice running between legacy-file conversions; false: one per file
         "warm_conversion_max_files": 50,  # a fresh LibreOffice (and profile) after this many files
         "warm_conversion_idle_seconds": 300,  # stopped after this long without work
-        "parse_processes": "auto",  # worker processes for a backlog of mail: "auto" (one per core, at most 4) or a number; 0: threads only
+        "parse_processes": "auto",  # worker processes for a backlog of mail: "auto" (one per core, at most 4) or a number; 0: in the daemon, without the limits below (debugging only)
+        "parse_timeout_seconds": 60.0,  # wall-clock limit per message's analysis in a worker (killed past it: `timeout`)
+        "parse_memory_mb": 1024,  # address-space limit per parse worker (RLIMIT_AS); 0: none
         # Deductions (年度扣分), per rule: the seed names no numbers, so these are a starting point the office edits.
         # late: each round reported after its (extended) deadline; missing: each round not reported;
         # overdue_task: each task past its 完成时限 and not reported done; paper_missing: each round with
@@ -601,6 +603,8 @@ def build_config(raw: dict, path: Path) -> Config:
                 "warm_conversion_max_files", "warm_conversion_idle_seconds"):
         _expect(bot[key] > 0, f"[bot] {key} 应是正整数")
     _expect(bot["reply_max_age_days"] >= 0, "[bot] reply_max_age_days 应是不小于 0 的整数")
+    _expect(bot["parse_timeout_seconds"] > 0, "[bot] parse_timeout_seconds 应是大于 0 的秒数，例如 60")
+    _expect(bot["parse_memory_mb"] >= 0, "[bot] parse_memory_mb 应是不小于 0 的整数（0 表示不限）")
     _expect(re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", bot["loop_header"]) is not None, "[bot] loop_header 应是邮件头名称，例如 \"X-Mailbot-Loop\"")
     _expect(
         bot["parse_processes"] == "auto" or isinstance(bot["parse_processes"], int) and not isinstance(bot["parse_processes"], bool) and 0 <= bot["parse_processes"] <= 64,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import imaplib
 import logging
-import multiprocessing
 import os
 import re
 import socket
@@ -17,7 +16,7 @@ import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -339,78 +338,75 @@ def _batches(mailbox: Mailbox, uids: list[int], max_bytes: int):
             yield batch, set()
 
 
-PROCESS_BACKLOG = 40  # new messages in one folder before archiving and parsing move to worker processes
+# Before issue 11 only a backlog of this many messages went to worker processes (fewer were
+# parsed in threads, without limits). Every message goes to a worker now, and a folder's
+# backlog only sizes the pool (one worker per new message, up to one per core). Kept for
+# callers that still set it.
+PROCESS_BACKLOG = 40
 
 
 class Preparers:
     """Where `intake.prepare` (archive + decode + parse, no database) runs while this thread commits.
 
-    A few new messages go to a 2-thread pool. A backlog (a first start, a week of
-    downtime, a province's deadline day) goes to worker processes, one per core, so
-    parsing runs in parallel with fetching and committing instead of taking turns
-    under the GIL. Workers are spawned (not forked from a threaded daemon) and only
-    when needed. A worker that dies (a crash in a C library on some hostile file)
-    breaks the pool: each affected message is retried alone in a fresh process, and
-    one that kills that too is quarantined as an internal error, never lost.
+    Every message is analysed in a worker process (`parse_worker.WorkerPool`), one per
+    core at most, started when the first new message arrives and kept for the whole
+    poll: parsing runs in parallel with fetching and committing, and under the limits
+    of DESIGN invariant 8. A message whose worker passes ``[bot] parse_timeout_seconds``
+    is killed with its worker; one that kills its worker twice, or hits ``[bot]
+    parse_memory_mb``, is given up: all three end as a recorded `quarantined` status
+    with reason code `timeout` or `too_complex` (`intake.prepare_failed`, which
+    archives first, again, idempotently), and the messages behind it go on.
+
+    ``[bot] parse_processes = 0`` parses in this process instead (two threads), without
+    those limits: for debugging only.
     """
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         setting = cfg.bot.get("parse_processes", "auto")
         self.processes = min(os.cpu_count() or 1, 4) if setting == "auto" else int(setting)
-        self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
-        self.pool: ProcessPoolExecutor | None = None
+        self.threads: ThreadPoolExecutor | None = None
+        self.pool: parse_worker.WorkerPool | None = None
+        self.timeout, self.memory_mb = parse_worker.limits(cfg)
+        if self.processes <= 0:
+            log.warning("[bot] parse_processes = 0: messages are parsed in this process, without the time and memory limits")
+            self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
 
-    def _new_pool(self, workers: int) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=parse_worker.init, initargs=(self.cfg, logging.getLogger().getEffectiveLevel()),
-        )
-
-    def submit(self, raw: bytes, kwargs: dict, backlog: int):
+    def submit(self, raw: bytes, kwargs: dict, backlog: int = 1) -> Future:
         from . import intake
 
-        if self.processes > 0 and backlog >= PROCESS_BACKLOG:
-            if self.pool is None:
-                log.info("%d new messages: parsing them in %d worker processes", backlog, self.processes)
-                self.pool = self._new_pool(self.processes)
-            try:
-                future = self.pool.submit(parse_worker.prepare, raw, kwargs)
-                future.mailbot_pool = self.pool  # which pool to drop if this one breaks
-                return future
-            except BrokenProcessPool:
-                self._drop_pool()
-                return self.submit(raw, kwargs, backlog)
-        return self.threads.submit(intake.prepare, self.cfg, raw, **kwargs)
+        if self.threads is not None:
+            return self.threads.submit(intake.prepare, self.cfg, raw, **kwargs)
+        size = min(self.processes, max(1, backlog))
+        if self.pool is None:
+            log.info("%d new messages: parsing them in %d worker processes (%.0f s, %d MB each at most)", backlog, size, self.timeout, self.memory_mb)
+            self.pool = parse_worker.WorkerPool(self.cfg, size, timeout=self.timeout, memory_mb=self.memory_mb)
+        elif size > self.pool.size:  # a later folder with a larger backlog
+            self.pool.size = size
+        return self.pool.submit(raw, kwargs)
 
-    def result(self, future, raw: bytes, kwargs: dict):
-        """The prepared message; survives a worker that died on it or on its neighbours."""
+    def result(self, future: Future, raw: bytes, kwargs: dict):
+        """The prepared message; every failure of its analysis ends as a recorded status."""
         from . import intake
 
         try:
             return future.result()
-        except (BrokenProcessPool, CancelledError):  # cancelled: its broken pool was shut down first
-            if getattr(future, "mailbot_pool", None) is self.pool:  # not a fresh pool started meanwhile
-                self._drop_pool()
-        log.warning("a parse worker died; retrying message UID %s alone in a fresh process", kwargs.get("uid"))
-        single = self._new_pool(1)
-        try:
-            return single.submit(parse_worker.prepare, raw, kwargs).result()
-        except BrokenProcessPool:
-            log.error("message UID %s kills the parse worker: quarantined", kwargs.get("uid"))
-            return intake.prepare_failed(self.cfg, raw, "解析进程异常退出（附件可能已损坏或带有攻击性内容）", **kwargs)
-        finally:
-            single.shutdown(wait=True)
-
-    def _drop_pool(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool = None
+        except parse_worker.AnalysisFailed as failed:
+            log.warning("message UID %s: %s (%s): quarantined", kwargs.get("uid"), failed.what, failed.code)
+            return intake.prepare_failed(self.cfg, raw, failed.what, code=failed.code, **kwargs)
+        except parse_worker.PoolUnavailable as err:
+            if self.threads is None:
+                log.error("no parse worker process can be started (%s): parsing in this process, without limits", err)
+                self.threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare")
+            return intake.prepare(self.cfg, raw, **kwargs)
+        except (BrokenProcessPool, CancelledError):  # a future from elsewhere, cancelled before it ran: prepare it now
+            return self.result(self.submit(raw, kwargs), raw, kwargs)
 
     def close(self) -> None:
-        self.threads.shutdown(wait=True, cancel_futures=True)
+        if self.threads is not None:
+            self.threads.shutdown(wait=True, cancel_futures=True)
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
             self.pool = None
 
 
@@ -420,9 +416,10 @@ def poll_folders(
     """Fetch and ingest every new message in every configured folder; the cursor follows each commit.
 
     Fetching stays on this thread (one IMAP connection); archiving and parsing of the
-    next few messages run on `Preparers` (threads, or processes for a backlog) while
-    this thread commits, strictly in UID order, so the cursor never passes a message
-    that is not recorded. ``progress(done, total)``, when given, is called after each
+    next few messages run on `Preparers` (worker processes, each message under a
+    deadline and a memory cap) while this thread commits, strictly in UID order, so the
+    cursor never passes a message that is not recorded, and a message whose analysis
+    fails or overruns is recorded with that reason rather than holding up the others. ``progress(done, total)``, when given, is called after each
     message of a folder is settled (total: the folder's new UIDs), e.g. to show a first
     backfill's progress on a terminal.
     """
@@ -499,12 +496,11 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
             if oversize - handled:
                 uid = batch[0]
                 settle(0)  # in UID order: what is ahead of it is recorded first
-                prepared = _prepare_oversize(cfg, mailbox, folder, uidvalidity, uid)
-                if prepared is not None:
+                streamed = _stream_oversize(cfg, mailbox, folder, uidvalidity, uid)
+                if streamed is not None:  # its header, analysed in a worker like any message
                     stats.fetched += 1
-                    done = Future()  # prepared on this thread: already done
-                    done.set_result(prepared)
-                    pending.append((uid, done, None, None))
+                    header, kwargs = streamed
+                    pending.append((uid, workers.submit(header, kwargs, backlog), header, kwargs))
                 else:
                     pending.append((uid, None, None, None))
                 settle(0)
@@ -541,9 +537,10 @@ def _poll_folder(cfg: Config, db, mailbox: Mailbox, folder: str, workers: Prepar
                 future.cancel()
 
 
-def _prepare_oversize(cfg: Config, mailbox: Mailbox, folder: str, uidvalidity: int, uid: int):
-    """A message over [bot] max_message_bytes: streamed into the archive in chunks, then
-    refused from its header alone (it is never held in memory, nor parsed)."""
+def _stream_oversize(cfg: Config, mailbox: Mailbox, folder: str, uidvalidity: int, uid: int) -> tuple[bytes, dict] | None:
+    """A message over [bot] max_message_bytes: streamed into the archive in chunks; (its header,
+    the prepare arguments that say it is archived already), to be refused from the header alone
+    (it is never held in memory, nor parsed). None if it was expunged meanwhile."""
     from . import intake
 
     fh, tmp = intake.archive_temp(cfg.state_dir)
@@ -559,9 +556,7 @@ def _prepare_oversize(cfg: Config, mailbox: Mailbox, folder: str, uidvalidity: i
         tmp.unlink(missing_ok=True)
         raise
     log.warning("message UID %s in %s is %d bytes, over the limit: archived without loading it", uid, folder, archived[2])
-    return intake.prepare(
-        cfg, header, received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid, archived=archived,
-    )
+    return header, dict(received_at=internaldate, source="imap", folder=folder, uidvalidity=uidvalidity, uid=uid, archived=archived)
 
 
 def is_connection_error(err: BaseException) -> bool:

@@ -9,6 +9,7 @@ part into memory before anyone can check the zip (QUIRKS 15–18).
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -69,6 +70,13 @@ HIDDEN = {
 INS_BLOCK_WRAPPERS = {SDT, CUSTOMXML, _w("ins"), _w("moveTo"), _w("smartTag")}
 
 MAX_XML_BYTES = 48 * 1024 * 1024
+# Elements (start tags) in the main part and the numbering part together. A filled 30-task
+# form has about 2,300 and a long one saved by Word some 20,000; reading costs about 350
+# bytes per element (tree and proxies), so this keeps one parse under about 200 MB (31 MB
+# of empty paragraphs are 5 million elements: 1.7 GB before). Counted on the bytes, in C,
+# before anything is built.
+MAX_XML_ELEMENTS = 500_000
+TOO_COMPLEX = "文档结构异常复杂（{what}），超出系统处理上限，疑似恶意文件，未读取：请使用下发的台账模板重新填报，不要插入大量空行或空单元格"
 _XML_PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, remove_comments=True, remove_pis=True
 )
@@ -137,8 +145,12 @@ def parse_document(
         warnings.append(f"附件为 {KIND_LABELS[kind]} 格式，已自动转换后读取，请核对记录的内容；今后请直接发送 .docx 文件")
         if sniff(data) != "docx":
             raise ReportError("文档转换后仍无法读取：" + SAVE_AS_DOCX, "conversion_failed")
-    document, numbering = _load_parts(data)
-    report = read_report(document, ledger, roster, numbering=numbering)
+    try:
+        document, numbering = _load_parts(data)
+        report = read_report(document, ledger, roster, numbering=numbering)
+    except MemoryError:
+        # Over the parse worker's memory limit (RLIMIT_AS): refused like any document we cannot read.
+        raise ReportError(TOO_COMPLEX.format(what="读取所需内存超过上限"), "too_complex") from None
     report.warnings[:0] = warnings
     report.converted_from = converted_from
     return report
@@ -150,15 +162,39 @@ def _load_parts(data: bytes) -> tuple[etree._Element, etree._Element | None]:
     xml = read_member(zf, main, MAX_XML_BYTES)
     if xml is None:
         raise ReportError("Word 文档不完整（缺少正文部分）：请重新保存后再发送", "corrupt")
+    elements = _element_count(xml)
+    _check_elements(elements)
     document = _transitional(_parse_xml(xml))
     numbering = None
     numbering_xml = read_member(zf, main.rsplit("/", 1)[0] + "/numbering.xml", MAX_XML_BYTES)
-    if numbering_xml and b"numPr" in xml:
+    if numbering_xml and b"numPr" in xml and _within_cap(xml, numbering_xml, elements):
         try:
             numbering = _transitional(_parse_xml(numbering_xml))
         except ReportError:
             numbering = None  # numbering labels are a nicety; the text is what matters
     return document, numbering
+
+
+def _element_count(xml: bytes, exact: bool = False) -> int:
+    """An upper bound of the elements an XML part holds: its start tags (comments and
+    processing instructions count too). Two scans in C; no tree is built. Unless ``exact``,
+    a part too small to hold more than the cap (an element takes at least 4 bytes) is not
+    scanned: its size / 4 is the bound."""
+    if not exact and len(xml) <= 4 * MAX_XML_ELEMENTS:
+        return len(xml) // 4
+    return xml.count(b"<") - xml.count(b"</")
+
+
+def _within_cap(xml: bytes, numbering_xml: bytes, elements: int) -> bool:
+    """Whether the numbering part may be read too (the two parts together under the cap)."""
+    if elements + _element_count(numbering_xml) <= MAX_XML_ELEMENTS:
+        return True
+    return _element_count(xml, exact=True) + _element_count(numbering_xml, exact=True) <= MAX_XML_ELEMENTS
+
+
+def _check_elements(count: int) -> None:
+    if count > MAX_XML_ELEMENTS:
+        raise ReportError(TOO_COMPLEX.format(what=f"约 {count:,} 个元素，上限 {MAX_XML_ELEMENTS:,}"), "too_complex")
 
 
 def _transitional(root: etree._Element) -> etree._Element:
@@ -202,6 +238,8 @@ def _parse_xml(xml: bytes) -> etree._Element:
     try:
         root = etree.fromstring(xml, _XML_PARSER)
     except etree.XMLSyntaxError as err:
+        if err.code == etree.ErrorTypes.ERR_NO_MEMORY:  # libxml2 hit the parse worker's memory cap
+            raise ReportError(TOO_COMPLEX.format(what="读取所需内存超过上限"), "too_complex") from err
         raise ReportError("Word 文档内容已损坏，无法读取：请重新保存后再发送", "corrupt") from err
     info = root.getroottree().docinfo
     if info.doctype or info.internalDTD is not None:  # the byte check above misses UTF-16 parts
@@ -282,14 +320,16 @@ class Numbering:
         for an in numbering.iter(_w("abstractNum")):
             levels = {}
             for lvl in an.iter(_w("lvl")):
-                ilvl = int(lvl.get(_w("ilvl"), "0") or 0)
+                ilvl = _level(lvl.get(_w("ilvl"), "0"))
+                if ilvl is None:
+                    continue
                 start = lvl.find(_w("start"))
                 fmt = lvl.find(_w("numFmt"))
                 text = lvl.find(_w("lvlText"))
                 levels[ilvl] = (
-                    int(start.get(VAL, "1")) if start is not None and (start.get(VAL) or "").isdigit() else 1,
+                    _start(start.get(VAL)) if start is not None else 1,
                     fmt.get(VAL, "decimal") if fmt is not None else "decimal",
-                    text.get(VAL, "") if text is not None else "",
+                    (text.get(VAL, "") if text is not None else "")[:MAX_LABEL],
                 )
             abstract[an.get(_w("abstractNumId"), "")] = levels
         for num in numbering.iter(_w("num")):
@@ -298,11 +338,11 @@ class Numbering:
             num_id = num.get(_w("numId"), "")
             levels = dict(abstract.get(abstract_id, {}))
             for override in num.iter(_w("lvlOverride")):
-                ilvl = int(override.get(_w("ilvl"), "0") or 0)
+                ilvl = _level(override.get(_w("ilvl"), "0"))
                 so = override.find(_w("startOverride"))
                 if so is not None and ilvl in levels and (so.get(VAL) or "").isdigit():
                     _s, fmt, text = levels[ilvl]
-                    levels[ilvl] = (int(so.get(VAL)), fmt, text)
+                    levels[ilvl] = (_start(so.get(VAL)), fmt, text)
                     self.restarts.add(num_id)
             self.abstract_of[num_id] = abstract_id
             for ilvl, spec in levels.items():
@@ -320,7 +360,7 @@ class Numbering:
                 continue
             num_id_el, ilvl_el = numpr.find(_w("numId")), numpr.find(_w("ilvl"))
             num_id = num_id_el.get(VAL, "0") if num_id_el is not None else "0"
-            ilvl = int(ilvl_el.get(VAL, "0") or 0) if ilvl_el is not None else 0
+            ilvl = _level(ilvl_el.get(VAL, "0")) if ilvl_el is not None else 0
             if num_id == "0" or (num_id, ilvl) not in self.levels:
                 continue
             key = self.abstract_of.get(num_id, num_id)
@@ -351,16 +391,35 @@ class Numbering:
         return re.sub(r"%(\d)", value, text)
 
 
+MAX_LABEL = 64  # a list label's template (w:lvlText): Word's are a few characters
+MAX_START = 32767  # Word's largest list start value
+
+
+def _level(value) -> int | None:
+    """A list level (w:ilvl): Word has nine, 0-8; anything else is ignored (a counter per
+    distinct level would make numbering quadratic)."""
+    try:
+        level = int(value or 0)
+    except (TypeError, ValueError):
+        return None
+    return level if 0 <= level <= 8 else None
+
+
+def _start(value) -> int:
+    text = value or ""
+    return int(text) if text.isdigit() and len(text) <= 5 and int(text) <= MAX_START else 1
+
+
 def _format_number(n: int, fmt: str) -> str:
     from .ledger import chinese_numeral
 
     if fmt in ("chineseCounting", "chineseCountingThousand", "chineseLegalSimplified", "ideographTraditional", "taiwaneseCountingThousand"):
-        return chinese_numeral(n) if n > 0 else str(n)
+        return chinese_numeral(n) if 0 < n < 100 else str(n)
     if fmt.startswith("decimalEnclosedCircle") and 1 <= n <= 20:
         return chr(0x2460 + n - 1)
     if fmt == "decimalFullWidth":
         return "".join(chr(0xFF10 + int(d)) for d in str(n))
-    if fmt in ("lowerLetter", "upperLetter") and n > 0:
+    if fmt in ("lowerLetter", "upperLetter") and 0 < n <= 26 * 4:  # a, …, z, aa, …, zzzz; beyond: digits
         s = chr(ord("a") + (n - 1) % 26) * ((n - 1) // 26 + 1)
         return s if fmt == "lowerLetter" else s.upper()
     if fmt in ("lowerRoman", "upperRoman") and 0 < n < 40:
@@ -402,11 +461,7 @@ def _cell_text(tc: etree._Element, numbering: Numbering) -> str:
             lines.append(_paragraph_text(block, numbering))
         else:  # a table nested in the cell: its cells, row by row
             for row in _table_rows(block):
-                seen = []
-                for cell in row:
-                    if cell.origin is cell and cell.tc not in seen:
-                        seen.append(cell.tc)
-                lines.append(" ".join(_cell_text(tc2, numbering) for tc2 in seen))
+                lines.append(" ".join(_cell_text(cell.tc, numbering) for cell in row if cell.origin is cell))
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
@@ -465,15 +520,39 @@ GRIDBEFORE, GRIDSPAN, VMERGE, HMERGE, TR_DEL = (_w(t) for t in ("gridBefore", "g
 NUMPR = _w("numPr")
 
 
-def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
+class CellRow(list):
+    """A table row: its cells in grid order, found by grid column in O(log n) (``at``)."""
+
+    __slots__ = ("_starts",)
+
+    def at(self, col: int) -> Cell | None:
+        """The cell covering grid column ``col`` (a wide row must not be scanned per lookup)."""
+        if len(self) <= 16:  # a form's row: a scan is cheaper than the index
+            for cell in self:
+                if cell.col <= col < cell.col + cell.span:
+                    return cell
+            return None
+        try:
+            starts = self._starts
+        except AttributeError:
+            starts = self._starts = [cell.col for cell in self]
+        i = bisect.bisect_right(starts, col) - 1
+        if i >= 0:
+            cell = self[i]
+            if col < cell.col + cell.span:
+                return cell
+        return None
+
+
+def _table_rows(tbl: etree._Element) -> list[CellRow]:
     """Rows of cells with grid positions; vMerge continuations point at the cell they continue."""
-    rows: list[list[Cell]] = []
+    rows: list[CellRow] = []
     for r, (tr, trpr) in enumerate(_iter_rows(tbl)):
         col = 0
         if trpr is not None:
             gb = _child(trpr, GRIDBEFORE)
             col = _int_attr(gb, 0) if gb is not None else 0
-        cells: list[Cell] = []
+        cells = CellRow()
         for tc in _iter_cells(tr):
             tcpr = _child(tc, TCPR)
             span, vmerge, hmerge = 1, None, None
@@ -492,7 +571,7 @@ def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
                 continue
             cell = Cell(tc, col, span, r)
             if vmerge == "continue" and rows:
-                above = _cell_at(rows[-1], col)
+                above = rows[-1].at(col)
                 if above is not None:
                     cell.origin = above.origin
             cells.append(cell)
@@ -502,7 +581,9 @@ def _table_rows(tbl: etree._Element) -> list[list[Cell]]:
 
 
 def _cell_at(row: list[Cell], col: int) -> Cell | None:
-    for cell in row:
+    if isinstance(row, CellRow):
+        return row.at(col)
+    for cell in row:  # a plain list (callers outside this module)
         if cell.col <= col < cell.col + cell.span:
             return cell
     return None
@@ -572,6 +653,7 @@ class LedgerTable:
     header_row: int
     rows: list[Row]
     nums: Numbering
+    grids: dict[int, list[CellRow]] = field(default_factory=dict)  # id(table) → rows, for the tables already read
 
 
 def find_ledger_table(document: etree._Element, numbering: etree._Element | None = None) -> LedgerTable:
@@ -633,7 +715,7 @@ def find_ledger_table(document: etree._Element, numbering: etree._Element | None
                     rows.append(Row(cells, roles, grid, r, section=first_text.strip()))
                 continue
             rows.append(Row(cells, roles, grid, r))
-    return LedgerTable(blocks, ledger_tbl, ledger_grid, header_row_idx, rows, nums)
+    return LedgerTable(blocks, ledger_tbl, ledger_grid, header_row_idx, rows, nums, grids)
 
 
 def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None, numbering: etree._Element | None = None) -> ParsedReport:
@@ -691,7 +773,7 @@ def read_report(document: etree._Element, ledger: Ledger, roster: Roster | None,
             listed = "、".join(str(t) for t in sorted(tasks))
             warnings.append(f"任务{listed}的「进展落实情况」是一个合并单元格，已将同一内容分别记入每项任务，建议分开填写")
 
-    unit_text, contact, phone = _header_line(lt.blocks, lt.table, lt.header_row, lt.grid, nums)
+    unit_text, contact, phone = _header_line(lt.blocks, lt.table, lt.header_row, lt.grid, nums, lt.grids)
     unit_name, matched = unit_text, False
     if unit_text and roster is not None:
         unit = roster.match(unit_text)
@@ -758,50 +840,85 @@ _LABEL_STOP = r"(?=\s*(?:联\s*系\s*人|联\s*系\s*电\s*话|电\s*话|手\s*�
 UNIT_RE = re.compile(r"填\s*报\s*单\s*位(?:\s*名\s*称)?\s*(?:[（(][^）)\n]{0,6}[）)])?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
 CONTACT_RE = re.compile(r"(?:联\s*系\s*人|填\s*报\s*人)(?!\s*及)\s*(?:姓名)?\s*[:：]?[ \t　]*(?P<v>[^\n]*?)" + _LABEL_STOP, re.M)
 CONTACT_PHONE_RE = re.compile(
-    r"联\s*系\s*人\s*(?:及|和|、|/)\s*(?:联\s*系\s*)?(?:电\s*话|方\s*式)\s*[:：]?[ \t　]*(?P<v>[^\d\n０-９]*?)\s*(?P<phone>[0-9０-９][0-9０-９\-－—+＋()（）、/ 　]*[0-9０-９])",
+    r"联\s*系\s*人\s*(?:及|和|、|/)\s*(?:联\s*系\s*)?(?:电\s*话|方\s*式)\s*[:：]?[ \t　]*(?P<v>[^\d\n０-９]{0,60}?)\s*(?P<phone>[0-9０-９][0-9０-９\-－—+＋()（）、/ 　]{0,60}[0-9０-９])",
     re.M,
 )
-PHONE_RE = re.compile(r"(?:联\s*系\s*电\s*话|电\s*话|手\s*机)\s*(?:号码)?\s*[:：]?[ \t　]*(?P<v>[0-9０-９\-－—+＋()（）、/ 　]*[0-9０-９])", re.M)
+PHONE_RE = re.compile(r"(?:联\s*系\s*电\s*话|电\s*话|手\s*机)\s*(?:号码)?\s*[:：]?[ \t　]*(?P<v>[0-9０-９\-－—+＋()（）、/ 　]{0,60}[0-9０-９])", re.M)
 _SEAL = re.compile(r"[（(【\[]\s*(?:单位)?(?:盖章|公章|签章|章|加盖公章)\s*[)）】\]]")
 
 
 def _clean_value(value: str | None) -> str | None:
     if value is None:
         return None
-    v = _SEAL.sub("", value)
+    v = _SEAL.sub("", value[:LINE_CAP])
     v = re.sub(r"[_＿]+", " ", v)
     v = v.strip(" \t　:：,，;；、")
-    v = re.sub(r"\s{2,}", " ", v)
+    v = re.sub(r"\s{2,}", " ", v)[:VALUE_CAP].strip()
     return v or None
+
+
+# The 填报单位 line is looked for in a bounded neighbourhood of the ledger table, as text made
+# safe for the patterns above: every run of whitespace is one character (the patterns' adjacent
+# \s* would otherwise backtrack quadratically over a long run: 200,000 spaces took minutes)
+# and every line is capped. Each search is then linear in at most a few hundred lines.
+AROUND_BLOCKS = 50  # paragraphs or tables read at the top of the document and right above the ledger table
+AFTER_BLOCKS = 20  # paragraphs read right below it (among its next 200 blocks)
+AROUND_ROWS = 20  # rows read of a table in that neighbourhood
+ROW_CELLS = 50  # cells read of such a row
+LINE_CAP = 500  # characters kept of a line (after collapsing whitespace)
+VALUE_CAP = 100  # characters kept of a unit, contact or phone as written
+_WS_RUN = re.compile(r"\s+")
+
+
+def _around(blocks, ledger_tbl) -> tuple[list, list, bool]:
+    """(blocks before the ledger table, blocks after it, whether the table is a body-level block):
+    before it, the first and the last AROUND_BLOCKS (the title, and what sits right above the
+    table); after it, the next 10 × AFTER_BLOCKS."""
+    idx = next((i for i, block in enumerate(blocks) if block is ledger_tbl), None)
+    if idx is None:  # a table nested in another one: everything is "before", as Word reads on
+        before, after = blocks, []
+    else:
+        before, after = blocks[:idx], blocks[idx + 1: idx + 1 + 10 * AFTER_BLOCKS]
+    if len(before) > 2 * AROUND_BLOCKS:
+        before = before[:AROUND_BLOCKS] + before[-AROUND_BLOCKS:]
+    return before, after, idx is not None
+
+
+def _compact(texts) -> str:
+    """Lines with every whitespace run collapsed to one space, no blank lines, each capped."""
+    out = []
+    for text in texts:
+        for line in text.split("\n"):
+            line = _WS_RUN.sub(" ", line).strip()
+            if line:
+                out.append(line[:LINE_CAP])
+    return "\n".join(out)
 
 
 def _text_above(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering, limit: int = 2000) -> str:
     """The title and notes above the ledger table's header (where a form may say 年中 or 年底)."""
-    parts: list[str] = []
-    for block in blocks:
-        if block is ledger_tbl:
-            parts.extend(_row_line(row, nums) for row in ledger_grid[:header_row_idx])
-            break
-        parts.append(_paragraph_text(block, nums) if block.tag == P else "")
+    before, _after, body_level = _around(blocks, ledger_tbl)
+    parts = [_paragraph_text(block, nums) if block.tag == P else "" for block in before]
+    if body_level:
+        parts.extend(_row_line(row, nums) for row in ledger_grid[:header_row_idx])
     return "\n".join(p for p in parts if p)[:limit]
 
 
-def _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering) -> tuple[str | None, str | None, str | None]:
+def _header_line(blocks, ledger_tbl, header_row_idx, ledger_grid, nums: Numbering, grids=None) -> tuple[str | None, str | None, str | None]:
+    before_blocks, after_blocks, body_level = _around(blocks, ledger_tbl)
     before: list[str] = []
-    after: list[str] = []
-    target = before
-    for block in blocks:
-        if block is ledger_tbl:
-            for row in ledger_grid[:header_row_idx]:  # a 填报单位 row inside the ledger table, above its header
-                before.append(_row_line(row, nums))
-            target = after
-            continue
+    for block in before_blocks:
         if block.tag == P:
-            target.append(_paragraph_text(block, nums))
-        elif target is before:
-            for row in _table_rows(block):
+            before.append(_paragraph_text(block, nums))
+        else:
+            grid = (grids or {}).get(id(block))
+            for row in (grid if grid is not None else _table_rows(block))[:AROUND_ROWS]:
                 before.append(_row_line(row, nums))
-    for text in ("\n".join(before), "\n".join(after[:20])):
+    if body_level:
+        for row in ledger_grid[:header_row_idx]:  # a 填报单位 row inside the ledger table, above its header
+            before.append(_row_line(row, nums))
+    after = [_paragraph_text(block, nums) for block in after_blocks if block.tag == P][:AFTER_BLOCKS]
+    for text in (_compact(before), _compact(after)):
         unit = _search(UNIT_RE, text)
         if unit is not None or "填报单位" in normalize_text(text):
             combined = CONTACT_PHONE_RE.search(text)
@@ -818,6 +935,8 @@ def _row_line(row: list[Cell], nums: Numbering) -> str:
             continue
         seen.add(id(cell.origin))
         parts.append(cell.text(nums).replace("\n", " "))
+        if len(parts) >= ROW_CELLS:
+            break
     return "  ".join(parts)
 
 
@@ -829,5 +948,5 @@ def _search(pattern: re.Pattern, text: str) -> str | None:
 def _clean_phone(value: str | None) -> str | None:
     if not value:
         return None
-    v = unicodedata.normalize("NFKC", value).replace("—", "-").strip(" 、/")
+    v = unicodedata.normalize("NFKC", value[:VALUE_CAP]).replace("—", "-").strip(" 、/")
     return v or None

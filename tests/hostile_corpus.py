@@ -290,7 +290,7 @@ class Corpus:
         for maker in (
             self.zip_bombs, self.entity_bombs, self.big_messages, self.many_attachments, self.nested, self.charsets,
             self.control_chars, self.path_traversal, self.malformed, self.encrypted, self.macros, self.relationships,
-            self.forged, self.loops,
+            self.forged, self.loops, self.quadratic_text, self.wide_tables, self.expansion,
         ):
             out.extend(i for i in maker() if big or i.category != "big")
         return out
@@ -421,7 +421,8 @@ class Corpus:
             Item(cat, "nul_in_subject_raw", lambda: message([part(g)], subject=b"\xe6\xb0\x91\x00\x01\x02\x1b[31m\x7f"), "accepted", None),
             Item(cat, "crlf_bcc_in_encoded_subject", lambda: message([part(g)], subject=b"=?utf-8?q?a=0D=0ABcc:_evil@x.example=00?="), "accepted", None),
             Item(cat, "nul_in_from", lambda: message([part(g)], sender=b"\x00Evil\x00 <mzj@xixia.example\x00>"), "accepted", None),
-            Item(cat, "crlf_in_from_encoded", lambda: message([part(g)], sender=b"=?utf-8?q?x=0D=0ABcc:_evil@x.example?= <mzj@xixia.example>"), "accepted", None),
+            Item(cat, "crlf_in_from_encoded", lambda: message([part(g)], sender=b"=?utf-8?q?x=0D=0ABcc:_evil@x.example?= <mzj@xixia.example>"), "quarantined", "bad_from",
+                 "DESIGN: exactly one From with a usable address; this one names two"),
             Item(cat, "nul_crlf_in_filename_raw", lambda: message([part(g, b"a\x00b\x1b\x7f.docx")]), "accepted", None),
             Item(cat, "crlf_in_filename_rfc2231", lambda: message([part(g, "a\r\nBcc: evil@x.example\x00.docx")]), "accepted", None),
             Item(cat, "crlf_in_filename_encoded_word", lambda: message([part(g, b"=?utf-8?q?a=0D=0AX-Evil:_1=00.docx?=")]), "accepted", None),
@@ -429,7 +430,7 @@ class Corpus:
             Item(cat, "bare_cr_line_endings", lambda: message([part(g)]).replace(b"\r\n", b"\r"), "accepted", None),
             Item(cat, "bare_lf_line_endings", lambda: message([part(g)]).replace(b"\r\n", b"\n"), "accepted", None),
             Item(cat, "unicode_line_separators_in_subject", lambda: message([part(g)], subject="民政局\u2028Bcc: evil@x.example\u2029\u0085台账"), "accepted", None),
-            Item(cat, "header_without_colon_and_8bit_names", lambda: message([part(g)], headers=b"this is not a header\r\nX-\xe5\x90\x8d: \xff\r\n"), "quarantined", "unknown_sender",
+            Item(cat, "header_without_colon_and_8bit_names", lambda: message([part(g)], headers=b"this is not a header\r\nX-\xe5\x90\x8d: \xff\r\n"), "quarantined", "bad_from",
                  "a first line that is not a header ends the header block: no From"),
         ]
 
@@ -456,18 +457,18 @@ class Corpus:
             Item(cat, "quoted_printable_garbage", lambda: message([part(b"=ZZ=\r\n=0=" + bytes(range(256)), "a.docx", cte=b"quoted-printable")]), "rejected", "not_document"),
             Item(cat, "uuencode_garbage", lambda: message([part(b"begin 644 a.docx\r\n!!!!\r\nend\r\n", "a.docx", cte=b"x-uuencode")]), "rejected", "not_document"),
             Item(cat, "unknown_transfer_encoding", lambda: message([part(b64(g), "a.docx", cte=b"x-gzip64")]), "rejected", "not_document"),
-            Item(cat, "empty_message", lambda: b"", "quarantined", "unknown_sender"),
+            Item(cat, "empty_message", lambda: b"", "quarantined", "bad_from"),
             Item(cat, "headers_only_no_blank_line", lambda: ok.split(b"\r\n\r\n", 1)[0], "rejected", "malformed_mime"),
             Item(cat, "headers_only_from_stranger", lambda: b"From: x@spam.example\r\nSubject: hi", "quarantined", "unknown_sender"),
-            Item(cat, "random_binary_1MB", lambda: random.Random(5).randbytes(1 << 20), "quarantined", "unknown_sender"),
+            Item(cat, "random_binary_1MB", lambda: random.Random(5).randbytes(1 << 20), "quarantined", "bad_from"),
             Item(cat, "multipart_without_boundary", lambda: message([part(g)]).replace(b'; boundary="=_hostile_b"', b""), "rejected", "malformed_mime"),
             Item(cat, "multipart_empty_boundary", lambda: message([part(g)], boundary=b""), "accepted", None),
             Item(cat, "boundary_never_used", lambda: message([part(g)]).replace(b'boundary="=_hostile_b"', b'boundary="other"'), "rejected", "malformed_mime"),
             Item(cat, "one_line_1MB_no_newline", lambda: b"From: " + SENDER.encode() + b"\r\nSubject: x\r\n\r\n" + b"A" * (1 << 20), "rejected", "no_attachment"),
-            Item(cat, "two_from_headers", lambda: b"From: evil@x.example\r\n" + ok, "accepted", None,
-                 "the first From counts: a stranger, accepted only as unverified (the unit is copied)"),
-            Item(cat, "from_with_1000_addresses", lambda: message([part(g)], sender=b", ".join(b"u%d@x.example" % i for i in range(1000)) + b", " + SENDER.encode()), "accepted", None),
-            Item(cat, "group_syntax_and_comments", lambda: message([part(g)], sender=b"undisclosed:(comment (nested \\) ) ;;<>,,"), "accepted", None),
+            Item(cat, "two_from_headers", lambda: b"From: evil@x.example\r\n" + ok, "quarantined", "bad_from",
+                 "DESIGN: exactly one From; two cannot say who sent it"),
+            Item(cat, "from_with_1000_addresses", lambda: message([part(g)], sender=b", ".join(b"u%d@x.example" % i for i in range(1000)) + b", " + SENDER.encode()), "quarantined", "bad_from"),
+            Item(cat, "group_syntax_and_comments", lambda: message([part(g)], sender=b"undisclosed:(comment (nested \\) ) ;;<>,,"), "quarantined", "bad_from"),
             Item(cat, "rfc822_part_empty", lambda: message([b"Content-Type: message/rfc822\r\n\r\n", part(g)]), "accepted", None),
             Item(cat, "rfc822_part_base64_garbage", lambda: message([b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!\r\n", part(g)]), "accepted", None),
             Item(cat, "content_type_garbage", lambda: message([part(g, ctype=b"\x00;;;==;/;charset*=''';name*0*=%;name*1*=\xff")]), "accepted", None),
@@ -518,7 +519,8 @@ class Corpus:
             Item(cat, "spf_fail", lambda: message([part(g)], headers=ar(b"spf=fail smtp.mailfrom=mzj@xixia.example")), "quarantined", "auth_failed"),
             Item(cat, "dkim_fail_uppercase", lambda: message([part(g)], headers=ar(b"DKIM = FAIL header.d=xixia.example")), "quarantined", "auth_failed"),
             Item(cat, "fail_top_pass_below", lambda: message([part(g)], headers=ar(b"dmarc=fail") + ar(b"dmarc=pass")), "quarantined", "auth_failed"),
-            Item(cat, "pass_top_fail_below_forged_by_sender", lambda: message([part(g)], headers=ar(b"dmarc=pass") + ar(b"dmarc=fail")), "accepted", None),
+            Item(cat, "pass_top_fail_below_forged_by_sender", lambda: message([part(g)], headers=ar(b"dmarc=pass") + ar(b"dmarc=fail")), "quarantined", "auth_failed",
+                 "DESIGN: every Authentication-Results with our authserv-id counts, and any fail quarantines"),
             Item(cat, "softfail_only", lambda: message([part(g)], headers=ar(b"spf=softfail")), "accepted", None),
             Item(cat, "dmarc_fail_bomb_attached", lambda: message([part(_zeros_docx_bomb(g, 200))], headers=ar(b"dmarc=fail")), "quarantined", "auth_failed"),
         ]
@@ -535,6 +537,188 @@ class Corpus:
             Item(cat, "auto_reply_to_our_ack", lambda: message(None, subject="自动回复：【回执】民政局", headers=b"Auto-Submitted: auto-replied\r\nIn-Reply-To: <mailbot.loop@163.com>\r\n"), "ignored", "automatic"),
             Item(cat, "bounce_of_our_ack", lambda: message(None, sender="MAILER-DAEMON@xixia.example", subject="Undelivered Mail Returned to Sender", body=loop_mail(cfg)), "ignored", "automatic"),
         ]
+
+
+    # issue 11: documents whose cost in time or memory is out of proportion to their size.
+    # Each is a small .docx with a real ledger table (so the parser goes all the way),
+    # generated by code; the comment says what it did before the fix.
+    def quadratic_text(self) -> list[Item]:
+        """Long whitespace runs inside the 填报单位 / 联系人 / 电话 values (the patterns' lookahead
+        rescanned the rest of the run at every position: 120k spaces took 117 s)."""
+        cat = "regex"
+        att = lambda *blocks: self._att(resource_docx(*blocks))  # noqa: E731
+        sp = " " * 200_000
+        return [
+            Item(cat, "unit_200k_spaces", lambda: att(w_p("填报单位：民政局" + sp + "（盖章）")), "accepted", None, "1.6 KB .docx; more than 60 s before"),
+            Item(cat, "unit_900k_spaces", lambda: att(w_p("填报单位：民政局" + " " * 900_000 + "（盖章）")), "accepted", None,
+                 "about the most that stays under the zip ratio check's 1 MiB: hours before"),
+            Item(cat, "unit_200k_spaces_then_contact", lambda: att(w_p("填报单位：民政局" + sp + "x  联系人：张三")), "accepted", None),
+            Item(cat, "unit_200k_ideographic_spaces", lambda: att(w_p("填报单位：民政局" + "\u3000" * 200_000 + "x")), "accepted", None),
+            Item(cat, "unit_100k_tabs", lambda: att(w_p_runs([b"<w:t>" + "填报单位：民政局".encode() + b"</w:t>"] + [b"<w:tab/>"] * 100_000 + [b"<w:t>x</w:t>"])), "accepted", None),
+            Item(cat, "unit_200k_spaces_in_a_table_cell", lambda: att(w_tbl(w_tr(w_tc("填报单位："), w_tc("民政局" + sp + "x"), w_tc("联系人："), w_tc("张" + sp + "三")))), "accepted", None),
+            Item(cat, "unit_line_of_spaced_labels", lambda: att(w_p("填报单位：x" + "填 报 单 位 " * 40_000)), "accepted", None),
+            Item(cat, "contact_200k_spaces", lambda: att(w_p("填报单位：民政局  联系人：张" + sp + "x")), "accepted", None),
+            Item(cat, "contact_and_phone_label_200k_spaces", lambda: att(w_p("填报单位：民政局  联系人及联系电话：张" + sp + "三")), "accepted", None),
+            Item(cat, "phone_200k_spaces", lambda: att(w_p("填报单位：民政局  联系电话：" + sp + "x")), "accepted", None),
+            Item(cat, "phone_100k_digit_space_pairs", lambda: att(w_p("填报单位：民政局  联系电话：" + "1 " * 100_000 + "x")), "accepted", None),
+            Item(cat, "unit_200k_spaces_below_the_table", lambda: self._att(resource_docx(after=[w_p("填报单位：民政局" + sp + "x")])), "accepted", None),
+        ]
+
+    def wide_tables(self) -> list[Item]:
+        """Rows of 21,000 cells and their vMerge continuations (14.7 s before: the cell above was
+        found by scanning the row, for every cell)."""
+        cat = "table"
+        att = lambda *blocks, **kw: self._att(resource_docx(*blocks, **kw))  # noqa: E731
+        return [
+            Item(cat, "vmerge_row_21000_cells", lambda: att(wide_vmerge_table(21_000)), "accepted", None, "3 KB .docx; 14.7 s before"),
+            Item(cat, "vmerge_rows_21000_cells_x4", lambda: att(wide_vmerge_table(21_000, rows=4)), "accepted", None),
+            Item(cat, "vmerge_row_21000_cells_inside_the_ledger", lambda: att(ledger_rows=wide_vmerge_rows(21_000)), "accepted", None),
+            Item(cat, "nested_table_21000_cells_in_a_progress_cell", lambda: att(progress_xml=w_tbl(*wide_vmerge_rows(21_000))), "accepted", None),
+            Item(cat, "gridspan_huge_values", lambda: att(w_tbl(w_tr(*[w_tc("x", b'<w:gridSpan w:val="%d"/>' % (10 ** 12 + i)) for i in range(2000)]),
+                                                        w_tr(*[w_tc("", b"<w:vMerge/>") for _ in range(2000)]))), "accepted", None),
+        ]
+
+    def expansion(self) -> list[Item]:
+        """XML that expands into millions of elements (31 MB of empty paragraphs: 1.7 GB before)."""
+        cat = "expansion"
+        att = lambda *blocks, **kw: self._att(resource_docx(*blocks, **kw))  # noqa: E731
+        return [
+            Item(cat, "empty_paragraphs_31MB_above_the_table", lambda: att(empty_paragraphs(31 << 20)), "rejected", "too_complex",
+                 "380 KB .docx: 5 million elements"),
+            Item(cat, "empty_paragraphs_31MB_below_the_table", lambda: att(after=[empty_paragraphs(31 << 20)]), "rejected", "too_complex"),
+            Item(cat, "empty_paragraphs_31MB_in_a_progress_cell", lambda: att(progress_xml=empty_paragraphs(31 << 20)), "rejected", "too_complex"),
+            Item(cat, "empty_rows_31MB_in_the_ledger", lambda: att(ledger_rows=[empty_paragraphs(31 << 20, tag=b"w:tr")]), "rejected", "too_complex"),
+            Item(cat, "empty_paragraphs_just_under_the_cap", lambda: att(empty_paragraphs(2_950_000)), "accepted", None,
+                 "about 480,000 elements, under the cap of 500,000: what reading that many costs"),
+            Item(cat, "numbering_20k_levels", lambda: att(numbered_paragraphs(40_000), numbering=numbering_levels(20_000)), "accepted", None,
+                 "a counter per level, all scanned for every paragraph: quadratic before"),
+            Item(cat, "numbering_letters_from_10_9", lambda: att(numbered_paragraphs(2_000, level=False), numbering=numbering_levels(1, start=999_999_999, fmt="lowerLetter")), "accepted", None,
+                 "a label of 38 million letters per paragraph before"),
+            Item(cat, "numbering_1MB_label_template", lambda: att(numbered_paragraphs(2_000, level=False), numbering=numbering_levels(1, text="%1" * 500_000)), "accepted", None),
+        ]
+
+
+# --- resources: small documents built by code (issue 11) -----------------------------------------------
+
+W_DECL = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n'
+W_NS_ATTR = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+CONTENT_TYPES = (
+    W_DECL + b'<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    b'<Default Extension="xml" ContentType="application/xml"/>'
+    b'<Override PartName="/word/document.xml" ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+    b"</Types>"
+)
+PACKAGE_RELS = (
+    W_DECL + b'<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    b'<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/>'
+    b"</Relationships>"
+)
+
+
+def _esc(text: str) -> bytes:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").encode("utf-8")
+
+
+def w_p(text: str = "") -> bytes:
+    return b'<w:p><w:r><w:t xml:space="preserve">' + _esc(text) + b"</w:t></w:r></w:p>"
+
+
+def w_p_runs(inner: list[bytes]) -> bytes:
+    return b"<w:p><w:r>" + b"".join(inner) + b"</w:r></w:p>"
+
+
+def w_tc(text: str | bytes = "", props: bytes = b"") -> bytes:
+    body = text if isinstance(text, bytes) else w_p(text)
+    return b"<w:tc>" + (b"<w:tcPr>" + props + b"</w:tcPr>" if props else b"") + body + b"</w:tc>"
+
+
+def w_tr(*cells: bytes) -> bytes:
+    return b"<w:tr>" + b"".join(cells) + b"</w:tr>"
+
+
+def w_tbl(*rows: bytes) -> bytes:
+    return b"<w:tbl>" + b"".join(rows) + b"</w:tbl>"
+
+
+def ledger_table(progress_xml: bytes | None = None, extra_rows: list[bytes] = ()) -> bytes:
+    """序号 | 主要内容 | 进展落实情况 and the 30 tasks, each with progress (task 1's cell may be any XML)."""
+    rows = [w_tr(w_tc("序号"), w_tc("主要内容"), w_tc("进展落实情况"))]
+    for n in range(1, 31):
+        progress = w_p(f"任务{n}已按要求落实。") + (progress_xml if n == 1 and progress_xml else b"")
+        rows.append(w_tr(w_tc(str(n)), w_tc(""), w_tc(progress)))
+    return w_tbl(*rows[:2], *extra_rows, *rows[2:])
+
+
+def resource_docx(*before: bytes, after: list[bytes] = (), progress_xml: bytes | None = None, ledger_rows: list[bytes] = (),
+                  numbering: bytes | None = None) -> bytes:
+    """A minimal .docx: ``before`` blocks, the ledger table (with ``ledger_rows`` after its first
+    task and ``progress_xml`` in task 1's progress cell), ``after`` blocks; written member by member."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", CONTENT_TYPES)
+        zf.writestr("_rels/.rels", PACKAGE_RELS)
+        with zf.open("word/document.xml", "w", force_zip64=True) as fh:
+            fh.write(W_DECL + b"<w:document " + W_NS_ATTR + b"><w:body>")
+            for block in before:
+                fh.write(block)
+            fh.write(ledger_table(progress_xml, list(ledger_rows)))
+            for block in after:
+                fh.write(block)
+            fh.write(b"</w:body></w:document>")
+        if numbering is not None:
+            zf.writestr("word/numbering.xml", numbering)
+    return buf.getvalue()
+
+
+def wide_vmerge_rows(cells: int, rows: int = 1) -> list[bytes]:
+    """A row of ``cells`` cells, then ``rows`` rows of as many vMerge continuations (one cell in
+    eight carries a random revision id, so the part passes the zip ratio check)."""
+    rng = random.Random(cells)
+
+    def cell(props: bytes, i: int) -> bytes:
+        para = b'<w:p w:rsidR="%08X"/>' % rng.getrandbits(32) if i % 8 == 0 else b"<w:p/>"
+        return w_tc(para, props)
+
+    first = w_tr(*[cell(b'<w:vMerge w:val="restart"/>', i) for i in range(cells)])
+    return [first] + [w_tr(*[cell(b"<w:vMerge/>", i) for i in range(cells)]) for _ in range(rows)]
+
+
+def wide_vmerge_table(cells: int, rows: int = 1) -> bytes:
+    return w_tbl(*wide_vmerge_rows(cells, rows))
+
+
+def empty_paragraphs(size: int, *, tag: bytes = b"w:p") -> bytes:
+    """About ``size`` bytes of empty elements (``<w:p/>``). One in 150 carries a random revision
+    id, so the part deflates only about 90:1 and passes the zip ratio check (200:1): the attack's
+    31 MB fit in a 254 KB .docx, these in 380 KB."""
+    empty = b"<" + tag + b"/>"
+    rng = random.Random(11)
+    block = empty * 150
+    out, total = [], 0
+    while total < size:
+        piece = block + b"<" + tag + b' w:rsidR="%08X"/>' % rng.getrandbits(32)
+        out.append(piece)
+        total += len(piece)
+    return b"".join(out)
+
+
+def numbering_levels(levels: int, *, start: int = 1, fmt: str = "decimal", text: str = "%1.") -> bytes:
+    """numbering.xml: one list (numId 1) with ``levels`` levels."""
+    lvls = b"".join(
+        b'<w:lvl w:ilvl="%d"><w:start w:val="%d"/><w:numFmt w:val="%s"/><w:lvlText w:val="%s"/></w:lvl>' % (i, start, fmt.encode(), _esc(text))
+        for i in range(levels)
+    )
+    return (W_DECL + b"<w:numbering " + W_NS_ATTR + b'><w:abstractNum w:abstractNumId="0">' + lvls
+            + b'</w:abstractNum><w:num w:numId="1"><w:abstractNumId w:val="0"/></w:num></w:numbering>')
+
+
+def numbered_paragraphs(n: int, *, level: bool = True) -> bytes:
+    """``n`` numbered paragraphs, at levels 0, 1, 2 … (``level``) or all at level 0."""
+    return b"".join(
+        b'<w:p><w:pPr><w:numPr><w:ilvl w:val="%d"/><w:numId w:val="1"/></w:numPr></w:pPr><w:r><w:t>x</w:t></w:r></w:p>' % (i if level else 0)
+        for i in range(n)
+    )
 
 
 def flood(n: int = 1000, sender: str = SENDER) -> Iterator[bytes]:

@@ -455,6 +455,7 @@ def test_state_directory_full_is_reported_and_caught_up(live, make_report, monke
     import errno as errno_mod
 
     cfg, dovecot, user, pw, smtp = live
+    cfg.bot["parse_processes"] = 0  # the fault is injected in this process (in a worker: test_bounded.py)
     dovecot.append(user, pw, mb.simple(attachments=[("a.docx", report(make_report))]))
     import mailbot.intake as intake_mod
 

@@ -110,14 +110,23 @@ def test_hostile_message_ends_with_one_recorded_status(item, cfg, db, tmp_path):
         assert not re.search(r"[\x00-\x1f\x7f]", name) and len(name.encode()) <= 190, name
     assert "\r" not in (row["subject"] or "") and "\n" not in (row["subject"] or "") and "\x00" not in (row["subject"] or "")
 
-    # a reply only where one is due, to the sender only, and it can be built and sent
+    # a reply only where one is due, and it can be built and sent: to a verified sender, the reply;
+    # to an unverified one, at most the fixed notice, and the receipt to the unit's registered addresses
     replies = outbox_of(db, row["id"])
     if res.status in ("ignored", "quarantined", "duplicate"):
         assert replies == []
-    else:
+    elif row["verified"]:
         assert len(replies) == 1
         sent = parse_sent(cfg, replies[0])
         assert_no_injected_headers(sent, {row["from_addr"] or "mzj@xixia.example"} | set(json.loads(replies[0]["cc_addrs"])))
+    else:
+        notices = [r for r in replies if r["kind"] == "stranger"]
+        receipts = [r for r in replies if r["kind"] != "stranger"]
+        assert len(notices) <= 1 and len(receipts) <= 1 and replies, replies
+        for r in notices:
+            assert_no_injected_headers(parse_sent(cfg, r), {row["from_addr"]})
+        for r in receipts:
+            assert_no_injected_headers(parse_sent(cfg, r), set(cfg.roster.get(row["unit"]).emails))
     assert elapsed < SECONDS_CEILING, f"{item.id} took {elapsed:.1f} s"
 
     # seen again (a re-fetch, a second folder): recorded as a duplicate, nothing more is sent
@@ -132,7 +141,7 @@ def test_corpus_covers_every_kind_of_hostile_input():
     for item in ITEMS:
         cats.setdefault(item.category, []).append(item.name)
     for cat in ("zip_bomb", "entity_bomb", "big", "attachments", "nested", "charset", "control", "path", "malformed",
-                "encrypted", "macros", "rels", "forged", "loop"):
+                "encrypted", "macros", "rels", "forged", "loop", "regex", "table", "expansion"):
         assert len(cats.get(cat, [])) >= 2, cat
     assert len(ITEMS) >= 120
 
